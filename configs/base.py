@@ -1,0 +1,84 @@
+"""Shared defaults for every dgan_jax experiment (the reference's values unless noted).
+
+Experiment configs (`configs/toy25.py`, `configs/cifar10.py`, ...) start from `get_base_config()`
+and override what differs. Field meanings are documented next to each value; the reference
+behaviour they reproduce is described in docs/diffusion.md.
+"""
+import ml_collections
+
+
+def get_diffusion_config() -> ml_collections.ConfigDict:
+  """The adaptive diffusion (reference `training/diffusion.py` and the ADA-style controller)."""
+  d = ml_collections.ConfigDict()
+  d.enabled = True              # False: vanilla GAN, D sees clean images with t = 0.
+  d.beta_schedule = 'linear'    # linear, quad, const, jsd, sigmoid, cosine, continuous_t.
+  d.beta_start = 1e-4
+  d.beta_end = 2e-2
+  d.t_min = 10                  # The paper's appendix table uses 5; the reference code 10.
+  d.t_max = 1000
+  d.noise_std = 0.05            # sigma: scales only the noise term.
+  d.ts_dist = 'priority'        # priority or uniform draws of the non-zero t.
+  d.priority_weights = 'reference'  # reference: p(t) ~ t - 1 (code); paper: p(t) ~ t (eq. 6).
+  d.epl_size = 64               # Entries of the exploration list t_epl.
+  d.epl_zeros = 32              # Entries that stay t = 0 (clean); 0 = the paper's mixture without t = 0.
+  d.target = 0.6                # d_target for r_d = E[sign(D(y_real, t))].
+  d.ada_interval = 4            # Minibatches between controller updates.
+  d.ada_kimg = 100              # kimg for p to go 0 -> 1 at constant sign.
+  d.initial_p = 0.0
+  d.adaptive = True             # False: p stays at initial_p (T fixed).
+  return d
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.experiment = 'image'   # 'toy' (2-D MLPs, synthetic data) or 'image' (StyleGAN2 networks).
+
+  config.data = ml_collections.ConfigDict()
+  config.data.source = 'zip'    # toy25, zip (stylegan2-ada folder/zip), tfds.
+  config.data.name = ''         # tfds name, e.g. 'cifar10'.
+  config.data.path = ''         # folder or zip for source='zip'.
+  config.data.resolution = 32
+  config.data.channels = 3
+  config.data.use_labels = False
+  config.data.xflip = True      # The reference's --mirror default is True.
+  config.data.max_images = 0    # 0 = all; else a seeded random subset (limited-data runs).
+  config.data.shuffle_buffer = 10_000
+  config.data.prefetch = 2
+
+  config.diffusion = get_diffusion_config()
+
+  config.model = ml_collections.ConfigDict()  # Filled by the experiment config.
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.g_lr = 0.0025
+  config.optim.d_lr = 0.0025
+  config.optim.b1 = 0.0
+  config.optim.b2 = 0.99
+  config.optim.eps = 1e-8
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.r1_gamma = 0.01
+  config.loss.r1_interval = 16  # Lazy R1 (0 disables R1).
+  config.loss.pl_weight = 0.0
+  config.loss.pl_interval = 4   # G_reg_interval: also rescales G's Adam even when pl_weight = 0.
+  config.loss.pl_batch_shrink = 2
+  config.loss.pl_decay = 0.01
+  config.loss.style_mixing_prob = 0.0
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 64      # Global batch.
+  config.train.batch_gpu = 16       # Reference per-GPU batch: the unit of mbstd groups and t_epl pools.
+  config.train.total_kimg = 50_000
+  config.train.ema_kimg = 500.0
+  config.train.ema_rampup = 0.05    # None/0 disables the ramp-up.
+  config.train.log_every_steps = 100
+  config.train.checkpoint_every_kimg = 200.0
+  config.train.keep_checkpoints = 3
+  config.train.sample_every_kimg = 200.0
+  config.train.distributed = False  # Call jax.distributed.initialize() (multi-host).
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.metrics = ''          # Comma list, e.g. 'fid50k_full'.
+  config.eval.every_kimg = 0.0      # 0 = only at the end.
+  return config
