@@ -69,7 +69,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 64      # Global batch.
   config.train.batch_gpu = 16       # Reference per-GPU batch: the unit of mbstd groups and t_epl pools.
-  config.train.total_kimg = 50_000
+  config.train.total_kimg = 50_000.0
   config.train.ema_kimg = 500.0
   config.train.ema_rampup = 0.05    # None/0 disables the ramp-up.
   config.train.log_every_steps = 100

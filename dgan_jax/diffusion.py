@@ -1,0 +1,276 @@
+"""The adaptive forward diffusion of Diffusion-GAN, as pure JAX functions.
+
+Real and generated samples go through the same forward diffusion before the discriminator sees them:
+
+    y = sqrt(abar_t) * x + sqrt(1 - abar_t) * sigma * eps,     t drawn from an exploration list t_epl.
+
+`T`, the number of diffusion steps, adapts during training: a controller moves a level `p` in [0, 1] by
+`sign(r_d - target) * C` every `ada_interval` minibatches, with `r_d = E[sign(D(y_real, t))]`, and sets
+`T = t_min + round(p * (t_max - t_min))`. This reproduces the authors' `training/diffusion.py` and the
+adaptive step of their training loop; see docs/diffusion.md for the formulas and the options that follow
+the paper instead.
+
+Everything here works on fixed-size arrays (schedule tables of `t_max + 1` entries, a fixed-length t_epl),
+so a new T never triggers a recompile, and the controller state is a pytree that lives inside the
+replicated train state and is checkpointed with it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+SCHEDULES = ('linear', 'quad', 'const', 'jsd', 'sigmoid', 'cosine', 'continuous_t')
+TS_DISTS = ('priority', 'uniform')
+PRIORITY_WEIGHTS = ('reference', 'paper')
+
+_COSINE_S = 0.008
+_CONTINUOUS_B_MIN = 0.1
+_CONTINUOUS_B_MAX = 5.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Beta schedules as fixed-length tables.
+
+
+def _betas(kind: str, beta_start: float, beta_end: float, T: jax.Array, k: jax.Array) -> jax.Array:
+  """beta_k for 1-based step indices k (float32) of a T-step schedule; values for k > T are unused."""
+  T = T.astype(jnp.float32)
+  span = jnp.maximum(T - 1.0, 1.0)  # np.linspace(a, b, 1) == [a]
+  frac = (k - 1.0) / span           # 0 at k = 1, 1 at k = T
+  if kind == 'linear':
+    return beta_start + frac * (beta_end - beta_start)
+  if kind == 'quad':
+    return (math.sqrt(beta_start) + frac * (math.sqrt(beta_end) - math.sqrt(beta_start))) ** 2
+  if kind == 'const':
+    return jnp.full_like(k, beta_end)
+  if kind == 'jsd':
+    return 1.0 / (T - k + 1.0)
+  if kind == 'sigmoid':
+    return jax.nn.sigmoid(-6.0 + 12.0 * frac) * (beta_end - beta_start) + beta_start
+  if kind == 'cosine':
+    # abar(j) = cos^2(theta_j), theta_j = ((j / T) + s) / (1 + s) * pi / 2 (Nichol & Dhariwal), and
+    # beta_k = 1 - abar(k) / abar(k-1), evaluated as sin(a - b) sin(a + b) / cos^2(b) to avoid the
+    # float32 cancellation of 1 - ratio for the small early betas.
+    def theta(j):
+      return (j / T + _COSINE_S) / (1.0 + _COSINE_S) * (math.pi / 2)
+    a, b = theta(k), theta(k - 1.0)
+    delta = (1.0 / T) / (1.0 + _COSINE_S) * (math.pi / 2)
+    return jnp.clip(jnp.sin(delta) * jnp.sin(a + b) / jnp.cos(b) ** 2, 0.0, 0.999)
+  if kind == 'continuous_t':
+    b_min, b_max = _CONTINUOUS_B_MIN, _CONTINUOUS_B_MAX
+    return -jnp.expm1(-b_min / T - 0.5 * (b_max - b_min) * (2.0 * k - 1.0) / T**2)
+  raise ValueError(f'Unknown beta schedule {kind!r}; expected one of {SCHEDULES}.')
+
+
+def schedule(kind: str, beta_start: float, beta_end: float, T, T_max: int):
+  """Returns `(sqrt_abar, sqrt_one_minus_abar)`, each float32 of shape `[T_max + 1]`.
+
+  Entry 0 is "no diffusion" (abar = 1); entries 1..T follow the reference's T-step schedule, re-spaced
+  for the given T exactly as the reference recomputes it whenever T changes. Entries past T repeat the
+  value at T (they are never drawn). `T` may be a traced integer: the tables are computed in-graph.
+  """
+  if kind not in SCHEDULES:
+    raise ValueError(f'Unknown beta schedule {kind!r}; expected one of {SCHEDULES}.')
+  T = jnp.asarray(T, jnp.int32)
+  k = jnp.arange(1, T_max + 1, dtype=jnp.float32)
+  betas = _betas(kind, beta_start, beta_end, T, k)
+  betas = jnp.where(k <= T.astype(jnp.float32), betas, 0.0)
+  # log(abar) by a cumulative sum of log1p(-beta), and 1 - abar by expm1: both keep full float32
+  # relative precision, also for the small 1 - abar of the first steps (the reference's float32
+  # cumprod loses digits there; the tables match float64 math to about 1e-7).
+  log_abar = jnp.concatenate([jnp.zeros((1,), jnp.float32), jnp.cumsum(jnp.log1p(-betas))])
+  return jnp.exp(0.5 * log_abar), jnp.sqrt(-jnp.expm1(log_abar))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Controller state: p, T, the exploration lists, the running r_d statistic and its own key.
+
+
+@flax.struct.dataclass
+class DiffusionState:
+  """Adaptive-diffusion controller state (replicated on every device, checkpointed with the train state).
+
+  Attributes:
+    p: diffusion level in [0, 1] (float32 scalar).
+    T: current number of diffusion steps (int32 scalar), `t_min + round(p * (t_max - t_min))`.
+    t_epl: exploration lists, int32 `[num_pools, epl_size]`; one pool per reference GPU (`batch_gpu`
+      samples), refreshed at every controller update.
+    sign_sum, sign_count: running sum of sign(D(y_real, t)) and number of real samples since the last
+      update (float32 scalars, accumulated by the discriminator steps as global sums).
+    key: the controller's own replicated PRNG key (typed), split at every update.
+    num_updates: number of controller updates so far (int32 scalar).
+    r_d_last: the r_d statistic the last update acted on (for logging; 0 before the first).
+  """
+  p: jax.Array
+  T: jax.Array
+  t_epl: jax.Array
+  sign_sum: jax.Array
+  sign_count: jax.Array
+  key: jax.Array
+  num_updates: jax.Array
+  r_d_last: jax.Array
+
+
+def validate_config(cfg: ml_collections.ConfigDict) -> None:
+  """Raises ValueError with the fix for any bad diffusion setting (call before compiling anything)."""
+  problems = []
+  if cfg.beta_schedule not in SCHEDULES:
+    problems.append(f'diffusion.beta_schedule={cfg.beta_schedule!r} is unknown; use one of {SCHEDULES}.')
+  if cfg.ts_dist not in TS_DISTS:
+    problems.append(f'diffusion.ts_dist={cfg.ts_dist!r} is unknown; use one of {TS_DISTS}.')
+  if cfg.priority_weights not in PRIORITY_WEIGHTS:
+    problems.append(f'diffusion.priority_weights={cfg.priority_weights!r} is unknown; '
+                    f'use one of {PRIORITY_WEIGHTS}.')
+  if not (isinstance(cfg.t_min, int) and isinstance(cfg.t_max, int)) or cfg.t_min < 1:
+    problems.append(f'diffusion.t_min={cfg.t_min!r} and t_max={cfg.t_max!r} must be integers >= 1.')
+  elif cfg.t_min > cfg.t_max:
+    problems.append(f'diffusion.t_min={cfg.t_min} is larger than diffusion.t_max={cfg.t_max}; '
+                    'set t_min <= t_max (reference: 10 and 1000).')
+  if not 0.0 <= cfg.target <= 1.0:
+    problems.append(f'diffusion.target={cfg.target} is outside [0, 1]; r_d = E[sign(D)] is compared '
+                    'with it (reference: 0.6).')
+  if cfg.noise_std < 0:
+    problems.append(f'diffusion.noise_std={cfg.noise_std} is negative; sigma must be >= 0 '
+                    '(reference: 0.05).')
+  if not 0.0 <= cfg.initial_p <= 1.0:
+    problems.append(f'diffusion.initial_p={cfg.initial_p} is outside [0, 1].')
+  if cfg.ada_interval < 1 or cfg.ada_kimg <= 0:
+    problems.append(f'diffusion.ada_interval={cfg.ada_interval} must be >= 1 and '
+                    f'diffusion.ada_kimg={cfg.ada_kimg} > 0.')
+  if not 0 <= cfg.epl_zeros < cfg.epl_size:
+    problems.append(f'diffusion.epl_zeros={cfg.epl_zeros} must be in [0, epl_size={cfg.epl_size}).')
+  if not 0 < cfg.beta_start <= cfg.beta_end < 1:
+    problems.append(f'diffusion.beta_start={cfg.beta_start}, beta_end={cfg.beta_end} must satisfy '
+                    '0 < beta_start <= beta_end < 1.')
+  if problems:
+    raise ValueError('Bad diffusion config:\n  ' + '\n  '.join(problems))
+
+
+def level_to_T(p: jax.Array, cfg: ml_collections.ConfigDict) -> jax.Array:
+  """T = clip(t_min + round(p * (t_max - t_min)), t_min, t_max); round half to even like Python."""
+  t = cfg.t_min + jnp.round(p * (cfg.t_max - cfg.t_min))
+  return jnp.clip(t, cfg.t_min, cfg.t_max).astype(jnp.int32)
+
+
+def sample_t_epl(key: jax.Array, T: jax.Array, cfg: ml_collections.ConfigDict,
+                 num_pools: int) -> jax.Array:
+  """Draws `num_pools` exploration lists for the current T: int32 `[num_pools, epl_size]`.
+
+  Each list has `epl_size - epl_zeros` draws from {1..T} first (priority or uniform), then `epl_zeros`
+  zeros, as the reference's `update_T` (64 entries, 32 drawn, 32 clean).
+  """
+  n_draw = cfg.epl_size - cfg.epl_zeros
+  values = jnp.arange(1, cfg.t_max + 1)
+  if cfg.ts_dist == 'priority':
+    weights = values - 1.0 if cfg.priority_weights == 'reference' else values * 1.0
+    logits = jnp.where((values <= T) & (weights > 0), jnp.log(jnp.maximum(weights, 1e-30)), -jnp.inf)
+  else:
+    logits = jnp.where(values <= T, 0.0, -jnp.inf)
+  # T == 1 with reference priority weights has no admissible value (the reference divides by zero);
+  # fall back to t = 1 then.
+  logits = jnp.where(jnp.all(jnp.isinf(logits)), jnp.where(values == 1, 0.0, -jnp.inf), logits)
+  draws = jax.random.categorical(key, logits, shape=(num_pools, n_draw)) + 1
+  zeros = jnp.zeros((num_pools, cfg.epl_zeros), jnp.int32)
+  return jnp.concatenate([draws.astype(jnp.int32), zeros], axis=1)
+
+
+def init_state(key: jax.Array, cfg: ml_collections.ConfigDict, num_pools: int) -> DiffusionState:
+  """Initial controller state: p = initial_p and T derived from it, fresh exploration lists."""
+  p = jnp.asarray(cfg.initial_p, jnp.float32)
+  T = level_to_T(p, cfg)
+  key, sub = jax.random.split(key)
+  return DiffusionState(
+      p=p, T=T, t_epl=sample_t_epl(sub, T, cfg, num_pools),
+      sign_sum=jnp.zeros((), jnp.float32), sign_count=jnp.zeros((), jnp.float32),
+      key=key, num_updates=jnp.zeros((), jnp.int32), r_d_last=jnp.zeros((), jnp.float32))
+
+
+def accumulate(state: DiffusionState, sign_sum: jax.Array, sign_count: jax.Array) -> DiffusionState:
+  """Adds a (global) batch of real-sample signs to the running r_d statistic."""
+  return state.replace(sign_sum=state.sign_sum + sign_sum, sign_count=state.sign_count + sign_count)
+
+
+def update(state: DiffusionState, cfg: ml_collections.ConfigDict, batch_size: int) -> DiffusionState:
+  """One controller step (pure; the host calls it every `ada_interval` minibatches without a sync).
+
+  r_d = sign_sum / sign_count;  p <- clip(p + sign(r_d - target) * batch * interval / (ada_kimg * 1000),
+  0, 1);  T <- t_min + round(p * (t_max - t_min));  t_epl re-drawn;  statistic reset.
+  With `adaptive=False` p stays where it is but t_epl is still refreshed.
+  """
+  r_d = running_r_d(state)
+  step = batch_size * cfg.ada_interval / (cfg.ada_kimg * 1000.0)
+  adjust = jnp.where(state.sign_count > 0, jnp.sign(r_d - cfg.target), 0.0) * step
+  p = jnp.clip(state.p + adjust, 0.0, 1.0) if cfg.adaptive else state.p
+  T = level_to_T(p, cfg)
+  key, sub = jax.random.split(state.key)
+  num_pools = state.t_epl.shape[0]
+  return DiffusionState(
+      p=p.astype(jnp.float32), T=T, t_epl=sample_t_epl(sub, T, cfg, num_pools),
+      sign_sum=jnp.zeros((), jnp.float32), sign_count=jnp.zeros((), jnp.float32),
+      key=key, num_updates=state.num_updates + 1, r_d_last=r_d.astype(jnp.float32))
+
+
+def running_r_d(state: DiffusionState) -> jax.Array:
+  """The current running statistic E[sign(D(y_real, t))] (0 when nothing was accumulated)."""
+  return state.sign_sum / jnp.maximum(state.sign_count, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Noising.
+
+
+def q_sample(x: jax.Array, t: jax.Array, sqrt_abar: jax.Array, sqrt_one_minus_abar: jax.Array,
+             noise_std: float, eps: jax.Array) -> jax.Array:
+  """y = sqrt_abar[t] x + sqrt_one_minus_abar[t] * noise_std * eps, t of shape [N], x of shape [N, ...]."""
+  shape = (-1,) + (1,) * (x.ndim - 1)
+  a = sqrt_abar[t].reshape(shape).astype(x.dtype)
+  b = sqrt_one_minus_abar[t].reshape(shape).astype(x.dtype)
+  return a * x + b * (noise_std * eps.astype(x.dtype))
+
+
+def diffuse(key: jax.Array, x: jax.Array, t_epl_row: jax.Array, T: jax.Array,
+            cfg: ml_collections.ConfigDict):
+  """Diffuses one sub-batch (one reference GPU's samples): returns `(y, t)`.
+
+  y has x's shape and dtype, t is int32 [N]; each sample's t is a uniform draw, with replacement, from
+  `t_epl_row` (the sub-batch's exploration list) and eps ~ N(0, I). The training step calls this once
+  per sub-batch with a key derived from the sub-batch's global index, so results do not depend on how
+  the batch is split over devices. With `cfg.enabled=False` returns `(x, zeros)`: the vanilla GAN.
+  """
+  n = x.shape[0]
+  if not cfg.enabled:
+    return x, jnp.zeros((n,), jnp.int32)
+  t_key, eps_key = jax.random.split(key)
+  t = t_epl_row[jax.random.randint(t_key, (n,), 0, t_epl_row.shape[0])]
+  eps = jax.random.normal(eps_key, x.shape, jnp.float32)
+  sqrt_abar, sqrt_1m = schedule(cfg.beta_schedule, cfg.beta_start, cfg.beta_end, T, cfg.t_max)
+  return q_sample(x, t, sqrt_abar, sqrt_1m, cfg.noise_std, eps), t
+
+
+# ---------------------------------------------------------------------------------------------------
+# Host-side convenience.
+
+
+def controller_trajectory(cfg: ml_collections.ConfigDict, r_d_sequence: Sequence[float],
+                          batch_size: int = 64):
+  """(p, T) after each controller update for a given sequence of r_d statistics.
+
+  Runs the same pure `update` as training (one update per statistic), so docs and tests can check
+  the adaptive rule. Returns two numpy arrays of length `len(r_d_sequence)`.
+  """
+  validate_config(cfg)
+  state = init_state(jax.random.key(0), cfg, num_pools=1)
+
+  def body(s, r):
+    s = s.replace(sign_sum=jnp.asarray(r, jnp.float32), sign_count=jnp.ones((), jnp.float32))
+    s = update(s, cfg, batch_size)
+    return s, (s.p, s.T)
+
+  _, (ps, Ts) = jax.lax.scan(body, state, jnp.asarray(np.asarray(r_d_sequence, np.float32)))
+  return np.asarray(ps), np.asarray(Ts)

@@ -1,0 +1,243 @@
+"""The training loop: setup, state (fresh or resumed), data, compiled steps, loop, final report.
+
+`train_and_evaluate(config, workdir)` is what `python -m dgan_jax.main` runs. Resuming is automatic:
+if `<workdir>/checkpoints` holds a checkpoint, training continues from it with the same randomness
+(every draw of step k derives from `fold_in(key, k)`) and the same data order.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers, periodic_actions
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from dgan_jax import checkpoint, config_checks, diffusion, steps
+from dgan_jax.networks import Networks, build_networks
+from dgan_jax.train_state import TrainState, lazy_adam
+
+
+# ---------------------------------------------------------------------------------------------------
+# State.
+
+
+def make_optimizers(config: ml_collections.ConfigDict):
+  o, loss = config.optim, config.loss
+  g_tx = lazy_adam(o.g_lr, o.b1, o.b2, o.eps, loss.pl_interval)
+  d_tx = lazy_adam(o.d_lr, o.b1, o.b2, o.eps, loss.r1_interval)
+  return g_tx, d_tx
+
+
+def create_train_state(config: ml_collections.ConfigDict, nets: Networks, g_tx, d_tx) -> TrainState:
+  """A fresh state from `config.seed` (pure: the same seed gives the same state everywhere)."""
+  key = jax.random.key(config.seed)
+  init_key, ctrl_key, run_key = jax.random.split(key, 3)
+  g_params, g_buffers, d_params = nets.init(init_key, config.train.batch_gpu)
+  num_pools = config.train.batch_size // config.train.batch_gpu
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), images_seen=jnp.zeros((), jnp.int32),
+      g_params=g_params, g_buffers=g_buffers, g_ema_params=g_params, d_params=d_params,
+      g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
+      diffusion=diffusion.init_state(ctrl_key, config.diffusion, num_pools),
+      pl_mean=jnp.zeros((), jnp.float32), key=run_key)
+
+
+def total_steps(config: ml_collections.ConfigDict) -> int:
+  return int(np.ceil(config.train.total_kimg * 1000 / config.train.batch_size))
+
+
+def kimg_to_steps(config: ml_collections.ConfigDict, kimg: float) -> int:
+  return max(1, int(round(kimg * 1000 / config.train.batch_size))) if kimg else 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data.
+
+
+def make_data_iterator(config: ml_collections.ConfigDict, start_step: int):
+  """This host's part of each global batch, starting at `start_step` (deterministic for resume)."""
+  local_batch = config.train.batch_size // jax.process_count()
+  if config.experiment == 'toy':
+    from dgan_jax import toy
+    return toy.data_batches(config.seed * 1000 + jax.process_index(), local_batch, start_step)
+  raise ValueError(f'No data pipeline for experiment {config.experiment!r}.')
+
+
+def to_global(batch, mesh):
+  sharding = NamedSharding(mesh, P(steps.AXIS))
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The loop.
+
+
+class _StopFlag:
+  """Set by SIGTERM (preemption): the loop saves a checkpoint and returns."""
+
+  def __init__(self):
+    self.set = False
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.set = True
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       stop_after_steps: int | None = None) -> TrainState:
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final state.
+
+  `stop_after_steps` ends the loop early as an interrupted run would (checkpoint saved), for tests.
+  """
+  # --- Setup -------------------------------------------------------------------------------------
+  mesh = steps.make_mesh()
+  config_checks.validate(config, mesh.size)
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  is_main = jax.process_index() == 0
+  if is_main:
+    (workdir / 'config.json').write_text(config.to_json(indent=2))
+  writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
+  nets = build_networks(config)
+  g_tx, d_tx = make_optimizers(config)
+  replicated = NamedSharding(mesh, P())
+
+  # --- State: fresh or restored ------------------------------------------------------------------
+  init = jax.jit(lambda: create_train_state(config, nets, g_tx, d_tx), out_shardings=replicated)
+  ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  if ckpt.latest_step() is not None:
+    abstract = checkpoint.abstract_like(jax.eval_shape(init), replicated)
+    state = ckpt.restore(abstract)
+    logging.info('Resumed from %s at step %d.', ckpt.directory, int(state.step))
+  else:
+    state = init()
+  start = int(state.step)
+  num_steps = total_steps(config)
+  end = num_steps if stop_after_steps is None else min(num_steps, start + stop_after_steps)
+
+  # --- Compiled steps ------------------------------------------------------------------------------
+  train_step = {
+      False: steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=False),
+      True: steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=True),
+  }
+  update_controller = steps.make_controller_update(config, mesh)
+  r1_every = config.loss.r1_interval if config.loss.r1_gamma > 0 else 0
+  ada_every = config.diffusion.ada_interval
+  ckpt_every = kimg_to_steps(config, config.train.checkpoint_every_kimg)
+
+  # --- Loop ----------------------------------------------------------------------------------------
+  data = make_data_iterator(config, start)
+  report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
+                                           every_steps=config.train.log_every_steps)
+  history = _load_history(workdir)
+  stop = _StopFlag()
+  t0, step = time.time(), start
+  try:
+    while step < end and not stop.set:
+      batch = to_global(next(data), mesh)
+      state, metrics = train_step[bool(r1_every) and step % r1_every == 0](state, batch)
+      step += 1
+      if step % ada_every == 0:
+        state = update_controller(state)
+      if step % config.train.log_every_steps == 0 or step == end:
+        row = _log(writer, step, state, metrics, config)
+        history.append(row)
+        if is_main:
+          _print_progress(row, step, num_steps, start, time.time() - t0, config)
+      report(step)
+      if ckpt_every and step % ckpt_every == 0:
+        ckpt.save(step, state, config)
+    logging.info('Trained steps %d..%d in %.1fs.', start, step, time.time() - t0)
+    if ckpt.latest_step() != step:
+      ckpt.save(step, state, config, force=True)
+    ckpt.close()
+  finally:
+    stop.restore()
+  if is_main:
+    _save_history(workdir, history)
+  writer.flush()
+  if step >= num_steps and is_main:
+    final_report(config, nets, state, workdir, history, writer)
+    writer.flush()
+  return state
+
+
+def _log(writer, step: int, state: TrainState, metrics, config) -> dict:
+  """Writes this step's scalars (one device read) and returns the controller's trajectory row."""
+  scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  ctrl = jax.device_get(state.diffusion)
+  scalars.update({'diffusion/p': float(ctrl.p), 'diffusion/T': float(ctrl.T),
+                  'diffusion/r_d': float(ctrl.r_d_last),
+                  'progress/kimg': step * config.train.batch_size / 1000})
+  writer.write_scalars(step, scalars)
+  return {'step': step, 'p': float(ctrl.p), 'T': int(ctrl.T), 'r_d': float(ctrl.r_d_last),
+          'loss/G': scalars['loss/G'], 'loss/D': scalars['loss/D']}
+
+
+def _print_progress(row: dict, step: int, num_steps: int, start: int, elapsed: float, config) -> None:
+  """One human-readable progress line on stdout (clu's ReportProgress also logs steps/s and ETA)."""
+  rate = (step - start) / max(elapsed, 1e-9)
+  eta = (num_steps - step) / max(rate, 1e-9)
+  print(f'step {step}/{num_steps} kimg {step * config.train.batch_size / 1000:.1f} | '
+        f'T {row["T"]} p {row["p"]:.4f} r_d {row["r_d"]:+.3f} | '
+        f'loss G {row["loss/G"]:.3f} D {row["loss/D"]:.3f} | {rate:.1f} steps/s | '
+        f'ETA {int(eta // 60)}m{int(eta % 60):02d}s', flush=True)
+
+
+def _load_history(workdir: pathlib.Path) -> list:
+  path = workdir / 'diffusion_history.json'
+  return json.loads(path.read_text()) if path.exists() else []
+
+
+def _save_history(workdir: pathlib.Path, history: list) -> None:
+  (workdir / 'diffusion_history.json').write_text(json.dumps(history))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Final report.
+
+
+def final_report(config, nets: Networks, state: TrainState, workdir: pathlib.Path, history, writer):
+  """Experiment-specific outputs of a finished run (toy: samples, figures, mode coverage)."""
+  from dgan_jax import toy
+  if history:
+    toy.plot_trajectory(workdir / 'diffusion_trajectory.png', [h['step'] for h in history],
+                        [h['p'] for h in history], [h['T'] for h in history],
+                        [h['r_d'] for h in history], config.diffusion.target)
+  if config.experiment != 'toy':
+    return
+  n = 10_000
+  z = jax.random.normal(jax.random.key(config.seed + 1), (n, nets.z_dim))
+  c = jnp.zeros((n, 0), jnp.float32)
+  samples, _ = jax.jit(lambda p, b: nets.generate(p, b, z, c, jax.random.key(0)))(
+      state.g_ema_params, state.g_buffers)
+  samples = np.asarray(samples, np.float32)
+  np.save(workdir / 'samples.npy', samples)
+  cov = toy.mode_coverage(samples)
+  data = toy.sample_data(np.random.default_rng(config.seed), n)
+  d_fn = jax.jit(lambda x: nets.discriminate(state.d_params, x, c[:x.shape[0]],
+                                             jnp.zeros((x.shape[0],), jnp.int32)))
+  label = 'Diffusion-GAN' if config.diffusion.enabled else 'vanilla GAN'
+  toy.plot_report(workdir / 'toy25.png', data, samples, d_fn,
+                  f'{label}: {cov["modes_covered"]}/25 modes, '
+                  f'{100 * cov["high_quality_fraction"]:.1f}% high-quality samples')
+  results = {'modes_covered': cov['modes_covered'],
+             'high_quality_fraction': cov['high_quality_fraction'],
+             'final_T': int(state.diffusion.T), 'final_p': float(state.diffusion.p)}
+  (workdir / 'results.json').write_text(json.dumps(results, indent=2))
+  writer.write_scalars(int(state.step), {'eval/modes_covered': results['modes_covered'],
+                                         'eval/high_quality_fraction': results['high_quality_fraction']})
+  logging.info('Toy results: %s', results)
+  print(f'[{label}] modes covered: {cov["modes_covered"]}/25, high-quality samples: '
+        f'{100 * cov["high_quality_fraction"]:.1f}%  -> {workdir}', flush=True)
