@@ -23,7 +23,7 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
   d.epl_zeros = 32              # Entries that stay t = 0 (clean); 0 = the paper's mixture without t = 0.
   d.target = 0.6                # d_target for r_d = E[sign(D(y_real, t))].
   d.ada_interval = 4            # Minibatches between controller updates.
-  d.ada_kimg = 100              # kimg for p to go 0 -> 1 at constant sign.
+  d.ada_kimg = 100.0            # kimg for p to go 0 -> 1 at constant sign.
   d.initial_p = 0.0
   d.adaptive = True             # False: p stays at initial_p (T fixed).
   return d

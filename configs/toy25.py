@@ -26,7 +26,7 @@ def get_config(arg=None):
   d.noise_std = 1.0             # sigma in data units (the mixture spans [-4, 4]; images use 0.05).
   d.t_min = 10
   d.t_max = 1000
-  d.ada_kimg = 100
+  d.ada_kimg = 100.0
 
   config.optim.g_lr = 1e-4
   config.optim.d_lr = 1e-4
@@ -44,8 +44,10 @@ def get_config(arg=None):
   t.ema_rampup = 0.0
   t.log_every_steps = 100
   t.checkpoint_every_kimg = 1280
-  if arg == 'smoke':
-    t.total_kimg = 12.8         # 50 steps.
+  if arg == 'smoke':             # A few steps that run on 1 or 8 devices (tests).
+    t.batch_size = 64
+    t.batch_gpu = 8
+    t.total_kimg = 3.2          # 50 steps.
     t.log_every_steps = 10
-    t.checkpoint_every_kimg = 6.4
+    t.checkpoint_every_kimg = 1.6
   return config

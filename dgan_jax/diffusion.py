@@ -97,7 +97,10 @@ class DiffusionState:
   """Adaptive-diffusion controller state (replicated on every device, checkpointed with the train state).
 
   Attributes:
-    p: diffusion level in [0, 1] (float32 scalar).
+    p_ticks: diffusion level in exact integer units (int32): p = p_ticks / (ada_kimg * 1000), and a
+      controller step moves it by batch * ada_interval ticks. Integer arithmetic makes T follow the
+      reference's float64 rule exactly (float32 p drifts by ~1e-6 and flips near-ties of round()).
+    p: the same level as float32, for logging and readers.
     T: current number of diffusion steps (int32 scalar), `t_min + round(p * (t_max - t_min))`.
     t_epl: exploration lists, int32 `[num_pools, epl_size]`; one pool per reference GPU (`batch_gpu`
       samples), refreshed at every controller update.
@@ -107,6 +110,7 @@ class DiffusionState:
     num_updates: number of controller updates so far (int32 scalar).
     r_d_last: the r_d statistic the last update acted on (for logging; 0 before the first).
   """
+  p_ticks: jax.Array
   p: jax.Array
   T: jax.Array
   t_epl: jax.Array
@@ -148,14 +152,33 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
   if not 0 < cfg.beta_start <= cfg.beta_end < 1:
     problems.append(f'diffusion.beta_start={cfg.beta_start}, beta_end={cfg.beta_end} must satisfy '
                     '0 < beta_start <= beta_end < 1.')
+  if not problems:
+    unit = cfg.ada_kimg * 1000
+    if unit != round(unit) or round(unit) * max(cfg.t_max - cfg.t_min, 1) >= 2**30:
+      problems.append(f'diffusion.ada_kimg={cfg.ada_kimg} must make ada_kimg * 1000 a whole number with '
+                      f'ada_kimg * 1000 * (t_max - t_min) < 2**30 (the exact integer level); '
+                      'e.g. ada_kimg=100 (reference).')
   if problems:
     raise ValueError('Bad diffusion config:\n  ' + '\n  '.join(problems))
 
 
-def level_to_T(p: jax.Array, cfg: ml_collections.ConfigDict) -> jax.Array:
-  """T = clip(t_min + round(p * (t_max - t_min)), t_min, t_max); round half to even like Python."""
-  t = cfg.t_min + jnp.round(p * (cfg.t_max - cfg.t_min))
-  return jnp.clip(t, cfg.t_min, cfg.t_max).astype(jnp.int32)
+def ticks_per_unit(cfg: ml_collections.ConfigDict) -> int:
+  """Integer ticks of the level p per unit: p = ticks / (ada_kimg * 1000)."""
+  return int(round(cfg.ada_kimg * 1000))
+
+
+def level_ticks(p: float, cfg: ml_collections.ConfigDict) -> int:
+  return int(round(p * ticks_per_unit(cfg)))
+
+
+def ticks_to_T(ticks: jax.Array, cfg: ml_collections.ConfigDict) -> jax.Array:
+  """T = t_min + round(p * (t_max - t_min)) in exact integer arithmetic, ties to even like Python."""
+  den = ticks_per_unit(cfg)
+  num = jnp.asarray(ticks, jnp.int32) * (cfg.t_max - cfg.t_min)
+  q = num // den
+  r = num - q * den
+  up = (2 * r > den) | ((2 * r == den) & (q % 2 == 1))
+  return jnp.clip(cfg.t_min + q + up.astype(jnp.int32), cfg.t_min, cfg.t_max).astype(jnp.int32)
 
 
 def sample_t_epl(key: jax.Array, T: jax.Array, cfg: ml_collections.ConfigDict,
@@ -182,11 +205,11 @@ def sample_t_epl(key: jax.Array, T: jax.Array, cfg: ml_collections.ConfigDict,
 
 def init_state(key: jax.Array, cfg: ml_collections.ConfigDict, num_pools: int) -> DiffusionState:
   """Initial controller state: p = initial_p and T derived from it, fresh exploration lists."""
-  p = jnp.asarray(cfg.initial_p, jnp.float32)
-  T = level_to_T(p, cfg)
+  ticks = jnp.asarray(level_ticks(cfg.initial_p, cfg), jnp.int32)
+  T = ticks_to_T(ticks, cfg)
   key, sub = jax.random.split(key)
   return DiffusionState(
-      p=p, T=T, t_epl=sample_t_epl(sub, T, cfg, num_pools),
+      p_ticks=ticks, p=(ticks / ticks_per_unit(cfg)).astype(jnp.float32), T=T, t_epl=sample_t_epl(sub, T, cfg, num_pools),
       sign_sum=jnp.zeros((), jnp.float32), sign_count=jnp.zeros((), jnp.float32),
       key=key, num_updates=jnp.zeros((), jnp.int32), r_d_last=jnp.zeros((), jnp.float32))
 
@@ -204,14 +227,16 @@ def update(state: DiffusionState, cfg: ml_collections.ConfigDict, batch_size: in
   With `adaptive=False` p stays where it is but t_epl is still refreshed.
   """
   r_d = running_r_d(state)
-  step = batch_size * cfg.ada_interval / (cfg.ada_kimg * 1000.0)
-  adjust = jnp.where(state.sign_count > 0, jnp.sign(r_d - cfg.target), 0.0) * step
-  p = jnp.clip(state.p + adjust, 0.0, 1.0) if cfg.adaptive else state.p
-  T = level_to_T(p, cfg)
+  den = ticks_per_unit(cfg)
+  direction = jnp.where(state.sign_count > 0, jnp.sign(r_d - cfg.target), 0.0).astype(jnp.int32)
+  ticks = state.p_ticks
+  if cfg.adaptive:
+    ticks = jnp.clip(ticks + direction * (batch_size * cfg.ada_interval), 0, den)
+  T = ticks_to_T(ticks, cfg)
   key, sub = jax.random.split(state.key)
   num_pools = state.t_epl.shape[0]
   return DiffusionState(
-      p=p.astype(jnp.float32), T=T, t_epl=sample_t_epl(sub, T, cfg, num_pools),
+      p_ticks=ticks, p=(ticks / den).astype(jnp.float32), T=T, t_epl=sample_t_epl(sub, T, cfg, num_pools),
       sign_sum=jnp.zeros((), jnp.float32), sign_count=jnp.zeros((), jnp.float32),
       key=key, num_updates=state.num_updates + 1, r_d_last=r_d.astype(jnp.float32))
 

@@ -1,0 +1,146 @@
+"""The training loop on the 25-Gaussians toy: sharding, controller replication, resume, outputs."""
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from configs import toy25
+from dgan_jax import checkpoint, steps, toy, train
+from dgan_jax.networks import build_networks
+
+
+def smoke_config(**train_overrides):
+  config = toy25.get_config('smoke')
+  for k, v in train_overrides.items():
+    config.train[k] = v
+  return config
+
+
+def run_steps(config, devices, num_steps):
+  """Runs the real step functions on a mesh of `devices`, as the loop does."""
+  mesh = steps.make_mesh(devices)
+  nets = build_networks(config)
+  g_tx, d_tx = train.make_optimizers(config)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  state = jax.jit(lambda: train.create_train_state(config, nets, g_tx, d_tx),
+                  out_shardings=replicated)()
+  step_fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=False)
+  r1_step = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=True)
+  update = steps.make_controller_update(config, mesh)
+  data = train.make_data_iterator(config, 0)
+  for i in range(num_steps):
+    batch = train.to_global(next(data), mesh)
+    state, metrics = (r1_step if i % 2 == 0 else step_fn)(state, batch)
+    if (i + 1) % config.diffusion.ada_interval == 0:
+      state = update(state)
+    jax.block_until_ready(state)   # jax-notes: don't queue many collective steps on a 2-core CPU.
+  return state, metrics
+
+
+def test_one_vs_eight_devices_same_result():
+  """Catches a wrong gradient scale or device-dependent randomness (R1 on every other step)."""
+  config = smoke_config(batch_size=64, batch_gpu=8)
+  config.loss.r1_gamma, config.loss.r1_interval = 0.1, 2
+  config.optim.g_lr = config.optim.d_lr = 1e-2   # Large steps make a scale error visible.
+  one, _ = run_steps(config, jax.devices()[:1], 8)
+  eight, metrics = run_steps(config, jax.devices()[:8], 8)
+  for a, b in zip(jax.tree.leaves(one.g_params) + jax.tree.leaves(one.d_params),
+                  jax.tree.leaves(eight.g_params) + jax.tree.leaves(eight.d_params)):
+    np.testing.assert_allclose(a, b, atol=2e-5, rtol=2e-5)
+  np.testing.assert_array_equal(one.diffusion.t_epl, eight.diffusion.t_epl)
+  assert float(one.diffusion.p) == float(eight.diffusion.p)
+  assert 'r1_penalty' not in metrics and 'loss/D' in metrics
+
+
+def test_controller_identical_on_all_devices():
+  config = smoke_config(batch_size=64, batch_gpu=8)
+  config.diffusion.target = 0.0       # r_d > 0 soon: p and T move.
+  state, _ = run_steps(config, jax.devices()[:8], 12)
+  assert int(state.diffusion.num_updates) == 3
+  for leaf in jax.tree.leaves(state.diffusion):
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      leaf = jax.random.key_data(leaf)
+    shards = [np.asarray(s.data) for s in leaf.addressable_shards]
+    assert len(shards) == 8
+    for s in shards[1:]:
+      np.testing.assert_array_equal(s, shards[0])
+  assert float(state.diffusion.p) > 0 and int(state.diffusion.T) > config.diffusion.t_min
+  assert state.diffusion.t_epl.shape == (8, 64)   # one pool per batch_gpu sub-batch
+
+
+def test_checkpoint_round_trip_restores_controller(tmp_path):
+  config = smoke_config(batch_size=64, batch_gpu=8)
+  config.diffusion.target = 0.0
+  state, _ = run_steps(config, jax.devices()[:8], 8)
+  ckpt = checkpoint.Checkpointer(tmp_path, keep=2)
+  ckpt.save(8, state, config)
+  ckpt.wait()
+  replicated = jax.sharding.NamedSharding(steps.make_mesh(), jax.sharding.PartitionSpec())
+  restored = checkpoint.Checkpointer(tmp_path).restore(checkpoint.abstract_like(state, replicated))
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+      a, b = jax.random.key_data(a), jax.random.key_data(b)
+    np.testing.assert_array_equal(a, b)
+  assert float(restored.diffusion.p) > 0
+  assert ckpt.restore_config()['diffusion']['target'] == 0.0
+
+
+def test_interrupted_run_resumes_exactly(tmp_path):
+  config = smoke_config(batch_size=64, batch_gpu=8, total_kimg=64 * 12 / 1000)
+  config.train.checkpoint_every_kimg = 0.0
+  full = train.train_and_evaluate(config, str(tmp_path / 'full'))
+  part = train.train_and_evaluate(config, str(tmp_path / 'split'), stop_after_steps=5)
+  assert int(part.step) == 5 and not (tmp_path / 'split' / 'samples.npy').exists()
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'split'))
+  assert int(resumed.step) == 12
+  for a, b in zip(jax.tree.leaves(full.g_params) + jax.tree.leaves(full.d_params),
+                  jax.tree.leaves(resumed.g_params) + jax.tree.leaves(resumed.d_params)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(full.diffusion.t_epl, resumed.diffusion.t_epl)
+
+
+def test_toy_end_to_end_outputs(tmp_path):
+  config = smoke_config(batch_size=64, batch_gpu=8)
+  state = train.train_and_evaluate(config, str(tmp_path))
+  samples = np.load(tmp_path / 'samples.npy')
+  assert samples.shape == (10_000, 2) and samples.dtype == np.float32
+  for name in ('toy25.png', 'diffusion_trajectory.png', 'config.json', 'results.json'):
+    assert (tmp_path / name).stat().st_size > 0, name
+  assert list(tmp_path.glob('events.out.tfevents.*'))
+  assert json.loads((tmp_path / 'config.json').read_text())['diffusion']['target'] == 0.6
+  results = json.loads((tmp_path / 'results.json').read_text())
+  assert results['final_T'] == int(state.diffusion.T)
+  assert int(state.step) == train.total_steps(config)
+
+
+@pytest.mark.parametrize('section,field,value,message', [
+    ('diffusion', 't_min', 2000, 'larger than diffusion.t_max'),
+    ('diffusion', 'beta_schedule', 'lin', 'is unknown'),
+    ('diffusion', 'target', 2.0, 'outside [0, 1]'),
+    ('diffusion', 'noise_std', -1.0, 'is negative'),
+    ('train', 'batch_gpu', 16, 'sub-batches of train.batch_gpu=16'),
+    ('train', 'batch_gpu', 48, 'positive multiple of train.batch_gpu=48'),
+])
+def test_bad_config_fails_before_compiling(tmp_path, section, field, value, message):
+  config = smoke_config(batch_size=64, batch_gpu=8)
+  config[section][field] = value
+  with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(']', r'\]')):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()   # Nothing written, nothing compiled.
+
+
+def test_mode_coverage_metric():
+  rng = np.random.default_rng(0)
+  perfect = toy.sample_data(rng, 10_000)
+  cov = toy.mode_coverage(perfect)
+  assert cov['modes_covered'] == 25 and cov['high_quality_fraction'] > 0.98
+  collapsed = toy.CENTRES[[0, 6]][rng.integers(0, 2, 10_000)]
+  cov = toy.mode_coverage(collapsed)
+  assert cov['modes_covered'] == 2 and cov['high_quality_fraction'] == 1.0
+
+
+def test_toy_data_is_step_deterministic():
+  a = list(zip(range(3), toy.data_batches(0, 8)))[2][1]['image']
+  b = next(toy.data_batches(0, 8, start_step=2))['image']
+  np.testing.assert_array_equal(a, b)
