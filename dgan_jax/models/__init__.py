@@ -1,0 +1,1 @@
+"""Diffusion-StyleGAN2 networks: `build_models(config)` returns (Generator, Discriminator)."""
