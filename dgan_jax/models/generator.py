@@ -333,6 +333,10 @@ class Generator(nn.Module):
     check_architecture(self.architecture)
     if self.c_dim < 0:
       raise ValueError(f'c_dim must be >= 0 (0 = unconditional), got {self.c_dim}.')
+    if self.img_channels < 1:
+      raise ValueError(f'img_channels must be >= 1, got {self.img_channels}.')
+    for res in [2 ** i for i in range(2, int(np.log2(self.img_resolution)) + 1)]:
+      channels_per_resolution(res, self.channel_base, self.channel_max)
     super().__post_init__()
 
   @property
