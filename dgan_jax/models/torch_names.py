@@ -118,8 +118,9 @@ def from_torch_state_dict(state_dict: Mapping[str, Any],
   params: dict = {}
   buffers: dict = {}
   for key, value in state_dict.items():
-    value = np.asarray(value.detach().cpu().numpy() if hasattr(value, 'detach') else value,
-                       dtype=np.float32)
+    # Copy: torch's numpy() aliases the live tensor, which training would keep mutating.
+    value = np.array(value.detach().cpu().numpy() if hasattr(value, 'detach') else value,
+                     dtype=np.float32, copy=True)
     *path, name = key.split('.')
     if name == 'resample_filter':
       if not np.allclose(value, RESAMPLE_FILTER):
