@@ -21,6 +21,7 @@ from dgan_jax.models.discriminator import Discriminator
 from dgan_jax.models.generator import Generator
 
 torch = pytest.importorskip('torch')
+pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')  # the reference's distutils use
 
 MIRROR = pathlib.Path(os.environ.get(
     'DGAN_REFERENCE_REPO',
