@@ -1,0 +1,83 @@
+"""Generator and discriminator throughput for a preset on the current backend.
+
+  python benchmarks/model_throughput.py                       # cifar, batch 64
+  python benchmarks/model_throughput.py --preset=stl10 --resolution=64 --batch=32 --iters=5
+
+Prints images/s for jitted G forward (z -> image, random noise) and D forward (image, t ->
+logit, called on sub-batches of batch_gpu via vmap as in training), and the model FLOPs per
+image from XLA's cost analysis of the compiled programs.
+"""
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+
+from configs import base
+from dgan_jax.models import build_models, presets
+
+
+def timed(fn, *args, iters: int):
+  """Mean seconds per call after one warm-up (compile) call."""
+  jax.block_until_ready(fn(*args))
+  start = time.perf_counter()
+  for _ in range(iters):
+    out = fn(*args)
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / iters
+
+
+def flops_of(fn, *args) -> float:
+  cost = fn.lower(*args).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get('flops', float('nan')))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--preset', default='cifar')
+  parser.add_argument('--resolution', type=int, default=32)
+  parser.add_argument('--batch', type=int, default=64)
+  parser.add_argument('--iters', type=int, default=3)
+  parser.add_argument('--mixed_precision', default='auto')
+  args = parser.parse_args()
+
+  config = base.get_base_config()
+  config.data.resolution = args.resolution
+  presets.apply_preset(config, args.preset)
+  config.model.mixed_precision = args.mixed_precision
+  g, d = build_models(config)
+  batch_gpu = min(config.train.batch_gpu, args.batch)
+  if args.batch % batch_gpu:
+    raise SystemExit(f'--batch must be a multiple of batch_gpu={batch_gpu}')
+
+  n, res = args.batch, args.resolution
+  z = jax.random.normal(jax.random.key(0), (n, g.z_dim))
+  c = jnp.zeros((n, g.c_dim))
+  g_vars = jax.jit(g.init)({'params': jax.random.key(1), 'noise': jax.random.key(2)}, z[:2],
+                           c[:2])
+  img = jnp.zeros((n, res, res, g.img_channels))
+  t = jnp.arange(n, dtype=jnp.int32) % 1000
+  d_vars = jax.jit(d.init)(jax.random.key(3), img[:batch_gpu], c[:batch_gpu], t[:batch_gpu])
+
+  gen = jax.jit(lambda v, z, c, key: g.apply(v, z, c, rngs={'noise': key}))
+
+  def disc(v, img, c, t):
+    split = lambda x: x.reshape((n // batch_gpu, batch_gpu) + x.shape[1:])
+    logits = jax.vmap(lambda i, cc, tt: d.apply(v, i, cc, tt))(split(img), split(c), split(t))
+    return logits.reshape(n, 1)
+  disc = jax.jit(disc)
+
+  key = jax.random.key(4)
+  g_flops = flops_of(gen, g_vars, z, c, key) / n
+  d_flops = flops_of(disc, d_vars, img, c, t) / n
+  g_sec = timed(gen, g_vars, z, c, key, iters=args.iters)
+  d_sec = timed(disc, d_vars, img, c, t, iters=args.iters)
+  print(f'backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), preset '
+        f'{args.preset} {res}x{res}, batch {n}, compute dtype {jnp.dtype(g.mixed_precision_dtype).name}')
+  print(f'G forward: {n / g_sec:.1f} images/s  ({g_flops / 1e9:.3f} GFLOP/image)')
+  print(f'D forward: {n / d_sec:.1f} images/s  ({d_flops / 1e9:.3f} GFLOP/image)')
+
+
+if __name__ == '__main__':
+  main()

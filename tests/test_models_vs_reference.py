@@ -1,0 +1,122 @@
+"""Numerical parity with the authors' PyTorch networks (run on CPU in float32).
+
+Loads `training/networks.py` of the reference repository (a git mirror; path from
+$DGAN_REFERENCE_REPO, default ../.mirror/Zhendong-Wang+Diffusion-GAN/repo beside the checkout),
+copies its random weights into dgan_jax through `torch_names.from_torch_state_dict`, and compares
+outputs. Skipped when torch or the mirror is missing.
+"""
+import io
+import os
+import pathlib
+import subprocess
+import sys
+import tarfile
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dgan_jax.models import torch_names
+from dgan_jax.models.discriminator import Discriminator
+from dgan_jax.models.generator import Generator
+
+torch = pytest.importorskip('torch')
+pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')  # the reference's distutils use
+
+MIRROR = pathlib.Path(os.environ.get(
+    'DGAN_REFERENCE_REPO',
+    pathlib.Path(__file__).resolve().parents[2] / '.mirror' / 'Zhendong-Wang+Diffusion-GAN' /
+    'repo'))
+SMALL = dict(img_resolution=16, img_channels=3)
+SYNTH = dict(channel_base=256, channel_max=32, num_fp16_res=0, conv_clamp=256)
+
+
+@pytest.fixture(scope='module')
+def networks(tmp_path_factory):
+  """The reference `training.networks` module, extracted from the mirror into a temp dir."""
+  if not MIRROR.exists():
+    pytest.skip(f'reference mirror {MIRROR} not found')
+  paths = ['diffusion-stylegan2/torch_utils', 'diffusion-stylegan2/dnnlib',
+           'diffusion-stylegan2/training/networks.py']
+  archive = subprocess.run(['git', '-C', str(MIRROR), 'archive', 'HEAD', *paths],
+                           capture_output=True, check=True).stdout
+  root = tmp_path_factory.mktemp('reference')
+  with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+    tar.extractall(root, filter='data')
+  src = str(root / 'diffusion-stylegan2')
+  sys.path.insert(0, src)   # the reference's persistence checks re-import torch_utils
+  try:
+    from training import networks as module   # pylint: disable=import-outside-toplevel
+    yield module
+  finally:
+    sys.path.remove(src)
+    for name in [n for n in sys.modules if n.split('.')[0] in ('training', 'torch_utils',
+                                                                'dnnlib')]:
+      del sys.modules[name]
+
+
+def perturb(net):
+  """Random non-zero biases / noise strengths / w_avg so every term of the forward matters."""
+  torch.manual_seed(0)
+  with torch.no_grad():
+    for _, p in net.named_parameters():
+      if p.ndim <= 1:
+        p.add_(torch.randn_like(p) * 0.3)
+    for name, b in net.named_buffers():
+      if name.endswith('w_avg'):
+        b.normal_()
+  return net
+
+
+def nhwc(x):
+  return x.detach().numpy().transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize('architecture', ['skip', 'resnet', 'orig'])
+@pytest.mark.parametrize('c_dim', [0, 3])
+def test_generator_matches_reference(networks, architecture, c_dim):
+  ref = perturb(networks.Generator(z_dim=16, w_dim=16, c_dim=c_dim, **SMALL,
+                                   mapping_kwargs={'num_layers': 2},
+                                   synthesis_kwargs={**SYNTH, 'architecture': architecture}))
+  params, buffers = torch_names.from_torch_state_dict(ref.state_dict(), 'G')
+  assert list(torch_names.to_torch_state_dict(params, buffers, 'G')) == list(ref.state_dict())
+  g = Generator(z_dim=16, w_dim=16, c_dim=c_dim, **SMALL, mapping_layers=2, **SYNTH,
+                architecture=architecture)
+  v = {'params': params, 'buffers': buffers}
+  z = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
+  c = np.random.default_rng(1).standard_normal((4, c_dim)).astype(np.float32)
+  tc = torch.from_numpy(c) if c_dim else None
+  ref.eval()
+  for psi, cutoff in ((1.0, None), (0.6, None), (0.5, 3)):
+    expected = nhwc(ref(torch.from_numpy(z), tc, truncation_psi=psi, truncation_cutoff=cutoff,
+                        noise_mode='const', force_fp32=True))
+    out = g.apply(v, jnp.asarray(z), jnp.asarray(c), truncation_psi=psi,
+                  truncation_cutoff=cutoff, noise_mode='const')
+    np.testing.assert_allclose(np.asarray(out), expected, atol=2e-5 * np.abs(expected).max())
+  # Training-mode mapping updates w_avg with the same rule.
+  ref.train()
+  ref.mapping(torch.from_numpy(z), tc)
+  _, state = g.apply(v, jnp.asarray(z), jnp.asarray(c), update_w_avg=True, method='mapping',
+                     mutable=['buffers'])
+  np.testing.assert_allclose(state['buffers']['mapping']['w_avg'],
+                             ref.mapping.w_avg.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize('architecture', ['orig', 'skip', 'resnet'])
+@pytest.mark.parametrize('c_dim', [0, 3])
+def test_discriminator_matches_reference(networks, architecture, c_dim):
+  ref = perturb(networks.Discriminator(c_dim=c_dim, **SMALL, architecture=architecture, **SYNTH,
+                                       epilogue_kwargs={'mbstd_group_size': 2}))
+  params, buffers = torch_names.from_torch_state_dict(ref.state_dict(), 'D')
+  assert not buffers
+  assert list(torch_names.to_torch_state_dict(params, None, 'D')) == list(ref.state_dict())
+  d = Discriminator(c_dim=c_dim, **SMALL, architecture=architecture, **SYNTH,
+                    mbstd_group_size=2)
+  img = np.random.default_rng(2).standard_normal((4, 3, 16, 16)).astype(np.float32)
+  c = np.random.default_rng(3).standard_normal((4, c_dim)).astype(np.float32)
+  t = np.array([0, 7, 120, 999])
+  expected = ref(torch.from_numpy(img), torch.from_numpy(c) if c_dim else None,
+                 torch.from_numpy(t)[:, None], force_fp32=True).detach().numpy()
+  out = d.apply({'params': params}, jnp.asarray(img.transpose(0, 2, 3, 1)), jnp.asarray(c),
+                jnp.asarray(t))
+  np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-4, atol=1e-5)
