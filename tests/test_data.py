@@ -370,3 +370,22 @@ def test_cifar10_zip_full_decode(cifar10_zip):
   assert pixels.shape == (50000, 32, 32, 3) and pixels.dtype == np.uint8
   assert 100 < pixels.mean() < 140
 
+
+
+# prefetch_to_mesh ------------------------------------------------------------------------------
+
+def test_prefetch_to_mesh_shards_the_batch_over_devices(labelled_zip):
+  import jax  # pylint: disable=import-outside-toplevel
+  from dgan_jax.data import device  # pylint: disable=import-outside-toplevel
+  mesh = jax.make_mesh((8,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+  config = data_config(labelled_zip[0])
+  host = take(pipeline.make_train_iterator(config, 16, seed=0), 3)
+  on_mesh = list(device.prefetch_to_mesh(iter(host), mesh, size=2))
+  assert len(on_mesh) == 3
+  for x, y in zip(host, on_mesh):
+    assert y['image'].shape == (16, 8, 8, 3) and y['label'].shape == (16, 0)
+    assert len(y['image'].sharding.device_set) == 8
+    assert y['image'].addressable_shards[1].data.shape == (2, 8, 8, 3)
+    np.testing.assert_array_equal(np.asarray(y['image']), x['image'])
+  with pytest.raises(ValueError, match='size must be >= 1'):
+    next(device.prefetch_to_mesh(iter(host), mesh, size=0))
