@@ -7,7 +7,8 @@ Sources: an image folder (recursive, with an optional `dataset.json`), a zip of 
 `cifar-10-python.tar.gz` (the 5 training batches, with labels). Output, as the reference's
 `dataset_tool.py` writes it: uncompressed PNGs `{idx//1000:05d}/img{idx:08d}.png` and a
 `dataset.json` of `{"labels": [[name, int], ...]}`, or `{"labels": null}` when any image has no
-label. Output images must be square, a power of two, and grayscale or RGB, all of one shape.
+label. Output images must be square, a power of two, and grayscale or RGB, all of one shape
+(`--channels=3` or `=1`, an addition to the reference's options, converts mixed modes).
 """
 import argparse
 import io
@@ -138,6 +139,15 @@ def open_source(source: str, max_images: Optional[int]) -> Tuple[int, Iterator[S
   raise DatasetError(f'--source {source} does not exist.')
 
 
+def convert_channels(img: np.ndarray, channels: Optional[int]) -> np.ndarray:
+  """Grayscale <-> RGB (ITU-R 601-2 luma, as PIL's convert('L')); None keeps the image as is."""
+  if channels is None or img.shape[2] == channels:
+    return img
+  if channels == 3:
+    return np.repeat(img, 3, axis=2)
+  return _to_array(PIL.Image.fromarray(img).convert('L'))
+
+
 def make_transform(transform: Optional[str], width: Optional[int], height: Optional[int],
                    resize_filter: str = 'lanczos'
                    ) -> Callable[[np.ndarray], Optional[np.ndarray]]:
@@ -219,6 +229,9 @@ def _check_shape(shape: Tuple[int, ...], first: Optional[Tuple[int, ...]], name:
                          '--height (e.g. 64, 128, 256).')
     if channels not in (1, 3):
       raise DatasetError(f'{where}: {channels} channels; images must be grayscale or RGB.')
+  elif shape[:2] == first[:2] and shape != first:
+    raise DatasetError(f'{where} (output {name}): {channels} channel(s) but the first image has '
+                       f'{first[2]}; add --channels=3 (or --channels=1) to convert all images.')
   elif shape != first:
     raise DatasetError(f'{where} (output {name}): shape {shape} after scale and crop differs from '
                        f'the first image\'s {first}. All images must share one size; use --width '
@@ -228,10 +241,12 @@ def _check_shape(shape: Tuple[int, ...], first: Optional[Tuple[int, ...]], name:
 def convert_dataset(source: str, dest: str, max_images: Optional[int] = None,
                     resize_filter: str = 'lanczos', transform: Optional[str] = None,
                     width: Optional[int] = None, height: Optional[int] = None,
-                    log: Callable[[str], None] = lambda message: None) -> int:
+                    channels: Optional[int] = None, log: Callable[[str], None] = lambda message: None) -> int:
   """Converts `source` into the stylegan2-ada layout at `dest`; returns the images written."""
   if not dest:
     raise DatasetError('--dest must not be empty: give an output folder or a .zip path.')
+  if channels not in (None, 1, 3):
+    raise DatasetError(f'--channels={channels}: use 1 (grayscale) or 3 (RGB).')
   transform_image = make_transform(transform, width, height, resize_filter)
   num_images, images = open_source(source, max_images)
   destination = _Destination(dest)
@@ -239,7 +254,7 @@ def convert_dataset(source: str, dest: str, max_images: Optional[int] = None,
   try:
     for idx, item in enumerate(images):
       name = f'{idx // 1000:05d}/img{idx:08d}.png'
-      img = transform_image(item.image)
+      img = transform_image(convert_channels(item.image, channels))
       if img is None:
         continue
       _check_shape(img.shape, first_shape, name, item.where)
@@ -277,10 +292,12 @@ def main(argv=None) -> int:
   parser.add_argument('--transform', choices=TRANSFORMS, default=None)
   parser.add_argument('--width', type=int, default=None, help='output width')
   parser.add_argument('--height', type=int, default=None, help='output height')
+  parser.add_argument('--channels', type=int, choices=(1, 3), default=None,
+                      help='convert every image to grayscale (1) or RGB (3); default: keep')
   args = parser.parse_args(argv)
   try:
     convert_dataset(args.source, args.dest, args.max_images, args.resize_filter, args.transform,
-                    args.width, args.height, log=lambda message: print(message, file=sys.stderr))
+                    args.width, args.height, args.channels, log=lambda message: print(message, file=sys.stderr))
   except DatasetError as e:
     print(f'Error: {e}', file=sys.stderr)
     return 1

@@ -389,3 +389,19 @@ def test_prefetch_to_mesh_shards_the_batch_over_devices(labelled_zip):
     np.testing.assert_array_equal(np.asarray(y['image']), x['image'])
   with pytest.raises(ValueError, match='size must be >= 1'):
     next(device.prefetch_to_mesh(iter(host), mesh, size=0))
+
+
+def test_mixed_grayscale_and_rgb_named_with_fix(tmp_path):
+  path = write_dataset(tmp_path / 'm.zip', [], extra_files={
+      'a.png': encode(random_images(1)[0]), 'b.png': encode(random_images(1, channels=1)[0])})
+  with pytest.raises(DatasetError, match=r'm.zip:b.png: 1 channel\(s\) but a.png has 3.*--channels=3'):
+    ImageFolder(path).load_all()
+
+
+def test_class_ids_written_as_floats_or_bools(tmp_path):
+  floats = ImageFolder(write_dataset(tmp_path / 'f.zip', random_images(2), [2.0, 0.0]), use_labels=True)
+  np.testing.assert_array_equal(floats.labels, [[0, 0, 1], [1, 0, 0]])
+  bools = ImageFolder(write_dataset(tmp_path / 'b.zip', random_images(2), [True, False]), use_labels=True)
+  np.testing.assert_array_equal(bools.labels, [[0, 1], [1, 0]])
+  with pytest.raises(DatasetError, match='must be ints'):
+    ImageFolder(write_dataset(tmp_path / 'h.zip', random_images(2), [0.5, 1.0]), use_labels=True)

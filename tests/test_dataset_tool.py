@@ -184,3 +184,31 @@ def test_command_line(tmp_path):
   assert result.returncode == 0, result.stderr
   folder = ImageFolder(dest, use_labels=True)
   assert folder.image_shape == (8, 8, 3) and folder.c_dim == 3
+
+
+def mixed_mode_source(tmp_path):
+  rgb = random_images(1, channels=3)[0]
+  gray = random_images(1, channels=1, seed=1)[0]
+  return write_dataset(tmp_path / 'mixed', [], extra_files={'a.png': encode(rgb), 'b.png': encode(gray)}), rgb, gray
+
+
+def test_mixed_modes_error_suggests_channels(tmp_path):
+  source, _, _ = mixed_mode_source(tmp_path)
+  with pytest.raises(DatasetError, match=r'b.png .*1 channel\(s\) but the first image has 3; add --channels=3'):
+    dataset_tool.convert_dataset(source, str(tmp_path / 'o.zip'))
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+def test_channels_option_converts_every_image(tmp_path, channels):
+  source, rgb, gray = mixed_mode_source(tmp_path)
+  dest = tmp_path / 'o.zip'
+  dataset_tool.main(['--source', source, '--dest', str(dest), '--channels', str(channels)])
+  out = ImageFolder(dest).load_all()
+  assert out.shape == (2, 8, 8, channels)
+  if channels == 3:
+    np.testing.assert_array_equal(out[0], rgb)
+    np.testing.assert_array_equal(out[1], np.repeat(gray, 3, axis=2))
+  else:
+    np.testing.assert_array_equal(out[1], gray)
+    luma = rgb.astype(np.float64) @ [0.299, 0.587, 0.114]
+    assert np.abs(out[0, :, :, 0] - luma).max() <= 1

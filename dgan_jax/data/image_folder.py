@@ -155,6 +155,11 @@ class ImageFolder:
     """The `index`-th image of the (subset) dataset, HWC uint8, checked against the first's shape."""
     name = self.names[index]
     array = self._decode(name)
+    if array.shape[:2] == self.image_shape[:2] and array.shape != self.image_shape:
+      raise DatasetError(
+          f'{self._where(name)}: {array.shape[2]} channel(s) but {self.names[0]} has '
+          f'{self.image_shape[2]}. Mixed grayscale and RGB images: convert them with '
+          '`python -m dgan_jax.dataset_tool --channels=3` (or 1), which writes one mode for all.')
     if array.shape != self.image_shape:
       raise DatasetError(
           f'{self._where(name)}: image shape {array.shape} differs from the dataset\'s '
@@ -237,6 +242,7 @@ class ImageFolder:
       by_name = {str(name).replace('\\', '/'): value for name, value in labels}
     except (TypeError, ValueError) as e:
       raise DatasetError(f'{where}: "labels" must be a list of [file name, label] pairs ({e}).') from e
+    image_names = [n.replace('\\', '/') for n in image_names]
     missing = [n for n in image_names if n not in by_name]
     if missing:
       raise DatasetError(f'{where}: no label for {len(missing)} of {len(image_names)} images, e.g. '
@@ -247,6 +253,8 @@ class ImageFolder:
     except ValueError as e:
       raise DatasetError(f'{where}: labels have inconsistent shapes ({e}); use one int class or one '
                          'float vector of the same length per image.') from e
+    if array.ndim == 1 and array.dtype.kind in 'bf' and np.all(np.mod(array, 1) == 0):
+      array = array.astype(np.int64)  # 6.0 or True: class ids written as floats or bools.
     if array.ndim == 1 and np.issubdtype(array.dtype, np.integer):
       if array.min() < 0:
         bad = image_names[int(np.argmin(array))]
