@@ -1,0 +1,1 @@
+"""Image datasets: the stylegan2-ada folder/zip format, named tfds datasets, and the train pipeline."""
