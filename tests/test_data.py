@@ -424,3 +424,11 @@ def test_eval_iterator_covers_every_image_once_across_hosts(labelled_zip):
                zip(batch['image'][batch['valid']], batch['label'][batch['valid']])]
     np.testing.assert_array_equal(batches[0]['image'][0], images[host])  # Host p starts at p.
   assert sorted(seen) == sorted((img.tobytes(), lab) for img, lab in zip(images, labels))
+
+
+def test_frozen_config_is_accepted(labelled_zip):
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  frozen = ml_collections.FrozenConfigDict(data_config(labelled_zip[0], max_images=4))
+  assert pipeline.dataset_info(frozen).num_images == 4
+  assert len(take(pipeline.make_train_iterator(frozen, 4, seed=0), 2)) == 2
+  assert len(list(pipeline.make_eval_iterator(frozen, 8))) == 3

@@ -17,6 +17,7 @@ import dataclasses
 import os
 from typing import Dict, Iterator
 
+import ml_collections
 import numpy as np
 
 from dgan_jax.data import folder_batches
@@ -137,7 +138,7 @@ def make_eval_iterator(data_config, batch_size: int, process_index: int = 0,
     raise ValueError(f'batch_size must be positive, got {batch_size}.')
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index {process_index} is not in [0, {process_count}).')
-  full = data_config.copy_and_resolve_references()
+  full = ml_collections.ConfigDict(data_config)  # A copy (also of a frozen config).
   full.max_images = 0
   if data_config.source == 'tfds':
     from dgan_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
