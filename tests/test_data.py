@@ -1,5 +1,6 @@
 """Tests of the stylegan2-ada dataset reader, the step schedule and the training iterator."""
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -432,3 +433,9 @@ def test_frozen_config_is_accepted(labelled_zip):
   assert pipeline.dataset_info(frozen).num_images == 4
   assert len(take(pipeline.make_train_iterator(frozen, 4, seed=0), 2)) == 2
   assert len(list(pipeline.make_eval_iterator(frozen, 8))) == 3
+
+
+def test_home_relative_path(labelled_zip, monkeypatch):
+  path = labelled_zip[0]
+  monkeypatch.setenv('HOME', os.path.dirname(path))
+  assert ImageFolder('~/train.zip').num_images == 24
