@@ -247,6 +247,7 @@ def convert_dataset(source: str, dest: str, max_images: Optional[int] = None,
     raise DatasetError('--dest must not be empty: give an output folder or a .zip path.')
   if channels not in (None, 1, 3):
     raise DatasetError(f'--channels={channels}: use 1 (grayscale) or 3 (RGB).')
+  source, dest = os.path.expanduser(source), os.path.expanduser(dest)
   transform_image = make_transform(transform, width, height, resize_filter)
   num_images, images = open_source(source, max_images)
   destination = _Destination(dest)

@@ -1,5 +1,6 @@
 """Tests of the stylegan2-ada dataset reader, the step schedule and the training iterator."""
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -405,3 +406,36 @@ def test_class_ids_written_as_floats_or_bools(tmp_path):
   np.testing.assert_array_equal(bools.labels, [[0, 1], [1, 0]])
   with pytest.raises(DatasetError, match='must be ints'):
     ImageFolder(write_dataset(tmp_path / 'h.zip', random_images(2), [0.5, 1.0]), use_labels=True)
+
+
+# make_eval_iterator ----------------------------------------------------------------------------
+
+def test_eval_iterator_covers_every_image_once_across_hosts(labelled_zip):
+  path, images, labels = labelled_zip
+  config = data_config(path, use_labels=True, max_images=5, xflip=True)  # Both are ignored.
+  assert pipeline.eval_num_batches(24, 5, 3) == 2
+  seen = []
+  for host in range(3):
+    batches = list(pipeline.make_eval_iterator(config, 5, process_index=host, process_count=3))
+    assert len(batches) == 2
+    for batch in batches:
+      assert batch['image'].shape == (5, 8, 8, 3) and batch['valid'].dtype == bool
+      assert (batch['image'][~batch['valid']] == 0).all()
+      seen += [(img.tobytes(), int(lab.argmax())) for img, lab in
+               zip(batch['image'][batch['valid']], batch['label'][batch['valid']])]
+    np.testing.assert_array_equal(batches[0]['image'][0], images[host])  # Host p starts at p.
+  assert sorted(seen) == sorted((img.tobytes(), lab) for img, lab in zip(images, labels))
+
+
+def test_frozen_config_is_accepted(labelled_zip):
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  frozen = ml_collections.FrozenConfigDict(data_config(labelled_zip[0], max_images=4))
+  assert pipeline.dataset_info(frozen).num_images == 4
+  assert len(take(pipeline.make_train_iterator(frozen, 4, seed=0), 2)) == 2
+  assert len(list(pipeline.make_eval_iterator(frozen, 8))) == 3
+
+
+def test_home_relative_path(labelled_zip, monkeypatch):
+  path = labelled_zip[0]
+  monkeypatch.setenv('HOME', os.path.dirname(path))
+  assert ImageFolder('~/train.zip').num_images == 24

@@ -103,3 +103,25 @@ def test_center_crop_resize_keeps_the_center():
   assert (out == 200).all()
   same = tfds_source.center_crop_resize(tf.constant(image[:, 4:16]), 12).numpy()
   np.testing.assert_array_equal(same, image[:, 4:16])
+
+
+def test_eval_iterator_reads_every_record_once_padded(mock20):
+  config = tfds_config('cifar10', use_labels=True)
+  batches = list(pipeline.make_eval_iterator(config, 8))
+  assert len(batches) == 3
+  valid = np.concatenate([b['valid'] for b in batches])
+  assert valid.sum() == 20 and not valid[20:].any()
+  images = np.concatenate([b['image'] for b in batches])[:20]
+  assert len({img.tobytes() for img in images}) == 20
+  assert (batches[-1]['image'][4:] == 0).all()
+
+
+def test_max_images_subset_is_dealt_out_to_hosts(mock20):
+  config = tfds_config('cifar10', max_images=6, xflip=False)
+  single = next(pipeline.make_train_iterator(config, 6, seed=1))
+  hosts = [next(pipeline.make_train_iterator(config, 6, seed=1, process_index=p, process_count=2))
+           for p in range(2)]
+  host_keys = [{img.tobytes() for img in h['image']} for h in hosts]
+  assert all(len(keys) == 3 for keys in host_keys)  # 3 distinct images per host...
+  assert not host_keys[0] & host_keys[1]  # ...disjoint...
+  assert host_keys[0] | host_keys[1] == {img.tobytes() for img in single['image']}  # ...the subset.

@@ -68,7 +68,7 @@ class ImageFolder:
 
   def __init__(self, path: str, *, resolution: Optional[int] = None, use_labels: bool = False,
                max_images: Optional[int] = 0, seed: int = 0):
-    self.path = os.fspath(path)
+    self.path = os.path.expanduser(os.fspath(path))
     self._local = threading.local()  # One open ZipFile per thread: decoding runs in threads.
     if os.path.isdir(self.path):
       self._is_zip = False

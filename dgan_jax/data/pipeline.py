@@ -12,10 +12,12 @@ Sources (`config.data.source`):
   larger ones are decoded per batch; worker threads prepare `config.data.prefetch` batches ahead.
 * 'tfds': a named tensorflow-datasets dataset (see `tfds_source`).
 """
+import concurrent.futures
 import dataclasses
 import os
 from typing import Dict, Iterator
 
+import ml_collections
 import numpy as np
 
 from dgan_jax.data import folder_batches
@@ -114,3 +116,48 @@ def make_train_iterator(data_config, global_batch: int, seed: int, process_index
   pixels = folder.load_all() if in_memory else None
   return folder_batches.FolderBatches(folder, step_schedule, start_step, pixels,
                                       prefetch=data_config.prefetch)
+
+
+def eval_num_batches(num_images: int, batch_size: int, process_count: int = 1) -> int:
+  """Batches every host yields in `make_eval_iterator` (the same on all hosts)."""
+  per_host = -(-num_images // process_count)
+  return -(-per_host // batch_size)
+
+
+def make_eval_iterator(data_config, batch_size: int, process_index: int = 0,
+                       process_count: int = 1) -> Iterator[Dict[str, np.ndarray]]:
+  """Every real image once, in dataset order, for metrics such as fid50k_full.
+
+  As the reference's metrics do (`max_size=None, xflip=False`): the whole dataset, whatever
+  `max_images` and `xflip` say. Host p gets images p, p + P, p + 2P, ... (the reference's rank
+  striding). All hosts yield `eval_num_batches(...)` full batches; `valid` (bool [batch_size])
+  marks the real rows, padding rows are zeros and must be dropped from the statistics.
+  """
+  validate_data_config(data_config)
+  if batch_size <= 0:
+    raise ValueError(f'batch_size must be positive, got {batch_size}.')
+  if not 0 <= process_index < process_count:
+    raise ValueError(f'process_index {process_index} is not in [0, {process_count}).')
+  full = ml_collections.ConfigDict(data_config)  # A copy (also of a frozen config).
+  full.max_images = 0
+  if data_config.source == 'tfds':
+    from dgan_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
+    return tfds_source.make_tfds_eval_iterator(full, batch_size, process_index, process_count)
+  return _folder_eval_batches(open_image_folder(full), batch_size, process_index, process_count)
+
+
+def _folder_eval_batches(folder: image_folder.ImageFolder, batch_size: int, process_index: int,
+                         process_count: int) -> Iterator[Dict[str, np.ndarray]]:
+  indices = np.arange(process_index, folder.num_images, process_count)
+  num_batches = eval_num_batches(folder.num_images, batch_size, process_count)
+  padded = np.full(num_batches * batch_size, -1, np.int64)
+  padded[:len(indices)] = indices
+  with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+    for batch in padded.reshape(num_batches, batch_size):
+      valid = batch >= 0
+      images = np.zeros((batch_size,) + folder.image_shape, np.uint8)
+      images[valid] = folder.images(batch[valid], pool)
+      labels = np.zeros((batch_size, folder.c_dim), np.float32)
+      labels[valid] = folder.labels[batch[valid]]
+      yield {'image': images, 'label': labels, 'valid': valid}
+  folder.close()

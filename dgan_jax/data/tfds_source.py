@@ -212,3 +212,30 @@ def make_tfds_iterator(data_config, local_batch: int, seed: int, process_index: 
   if data_config.prefetch:
     dataset = dataset.prefetch(data_config.prefetch)
   return iter(dataset.as_numpy_iterator())
+
+
+def make_tfds_eval_iterator(data_config, batch_size: int, process_index: int = 0,
+                            process_count: int = 1) -> Iterator[Dict[str, np.ndarray]]:
+  """Every image of the training split once, in order, padded to full batches (see pipeline)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  tfds = _tfds()
+  info = tfds_info(data_config)
+  resolution, channels, c_dim = info.resolution, info.channels, info.c_dim
+  num_batches = pipeline.eval_num_batches(info.num_images, batch_size, process_count)
+  split = tfds.split_for_jax_process(train_split(data_config.name), process_index=process_index,
+                                     process_count=process_count)
+
+  def decode(record):
+    image = tf.io.decode_image(record['image'], channels=channels, expand_animations=False)
+    label = (tf.one_hot(record['label'], c_dim, dtype=tf.float32) if c_dim
+             else tf.zeros([0], tf.float32))
+    return {'image': center_crop_resize(image, resolution), 'label': label,
+            'valid': tf.constant(True)}
+
+  padding = tf.data.Dataset.from_tensors({
+      'image': tf.zeros([resolution, resolution, channels], tf.uint8),
+      'label': tf.zeros([c_dim], tf.float32), 'valid': tf.constant(False)}).repeat()
+  records = _load(data_config.name, split).map(decode, num_parallel_calls=tf.data.AUTOTUNE,
+                                                deterministic=True)
+  dataset = records.concatenate(padding).take(num_batches * batch_size).batch(batch_size)
+  return iter(dataset.prefetch(2).as_numpy_iterator())
