@@ -69,6 +69,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 64      # Global batch.
   config.train.batch_gpu = 16       # Reference per-GPU batch: the unit of mbstd groups and t_epl pools.
+  config.train.subs_per_pass = 0    # 0: all of a device's sub-batches at once; k: k at a time
+                                    # (gradient accumulation with rematerialisation, same result).
   config.train.total_kimg = 50_000.0
   config.train.ema_kimg = 500.0
   config.train.ema_rampup = 0.05    # None/0 disables the ramp-up.

@@ -51,6 +51,25 @@ class Networks:
       return x, {**g_buffers, **mutated['buffers']}
     return self.G.apply(variables, z, c, rngs=rngs, **kwargs), g_buffers
 
+  def path_lengths(self, g_params, g_buffers, z, c, key, style_mixing_prob: float = 0.0):
+    """Per-sample path lengths of one sub-batch for the regularizer; returns (lengths, new_buffers).
+
+    As the reference's Greg phase: mapping (updating w_avg), style mixing, then
+    |J_w^T u| with u ~ N(0, I) / sqrt(H W) on the synthesis output.
+    """
+    from dgan_jax.models import path_lengths
+    noise_key, mix_key, pl_key = jax.random.split(key, 3)
+    variables = {'params': g_params, 'buffers': g_buffers}
+    ws, mutated = self.G.apply(variables, z, c, update_w_avg=True, method='mapping',
+                               mutable=['buffers'])
+    buffers = {**g_buffers, **mutated['buffers']}
+    if style_mixing_prob > 0:
+      ws = self.G.apply(variables, ws, z, c, style_mixing_prob, method='mix_styles',
+                        rngs={'mixing': mix_key})
+    lengths, _ = path_lengths(self.G, {'params': g_params, 'buffers': buffers}, ws, pl_key,
+                              rngs={'noise': noise_key})
+    return lengths, buffers
+
   def discriminate(self, d_params, x, c, t):
     """Logits [N] for one sub-batch."""
     return self.D.apply({'params': d_params}, x, c, t).reshape(x.shape[0])
@@ -65,4 +84,10 @@ def build_networks(config: ml_collections.ConfigDict) -> Networks:
         G=toy.ToyGenerator(width=m.width, depth=m.depth),
         D=toy.ToyDiscriminator(width=m.width, depth=m.depth, t_max=config.diffusion.t_max),
         z_dim=m.z_dim, c_dim=0, sample_shape=(2,))
+  if config.experiment == 'image':
+    from dgan_jax.models import build_models
+    G, D = build_models(config)
+    res, ch = config.data.resolution, config.data.channels
+    return Networks(G=G, D=D, z_dim=config.model.G.z_dim, c_dim=config.model.c_dim,
+                    sample_shape=(res, res, ch), has_buffers=True)
   raise ValueError(f'config.experiment={config.experiment!r} is unknown; use "toy" or "image".')

@@ -25,7 +25,7 @@ from dgan_jax.train_state import TrainState
 
 AXIS = 'data'
 # Phase ids folded into the step key: each phase draws its own latents, t and noise.
-PHASE_G_MAIN, PHASE_D_MAIN, PHASE_D_R1 = 0, 1, 2
+PHASE_G_MAIN, PHASE_D_MAIN, PHASE_D_R1, PHASE_G_PL = 0, 1, 2, 3
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
@@ -51,13 +51,25 @@ def to_model_input(x: jax.Array) -> jax.Array:
 
 def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax.sharding.Mesh,
                     g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
-                    *, do_r1: bool):
-  """Returns a jitted `step(state, batch) -> (state, metrics)`; batch = {'image', 'label'}."""
+                    *, do_r1: bool, do_pl: bool = False):
+  """Returns a jitted `step(state, batch) -> (state, metrics)`; batch = {'image', 'label'}.
+
+  `do_pl` adds the lazy path-length phase after G main, `do_r1` the lazy R1 phase after D main
+  (the host picks the variant from the step number, as the reference's phase intervals).
+  """
   batch_size, batch_gpu = config.train.batch_size, config.train.batch_gpu
   local_batch = batch_size // mesh.size
   subs_per_device = local_batch // batch_gpu
   dcfg = config.diffusion
   gamma, r1_interval = config.loss.r1_gamma, config.loss.r1_interval
+  subs_per_pass = config.train.subs_per_pass
+
+  def map_subs(f, *mapped):
+    """f over the local sub-batches: all at once (vmap), or `train.subs_per_pass` at a time with
+    rematerialisation (gradient accumulation for batches larger than memory; same result)."""
+    if not subs_per_pass or subs_per_pass >= subs_per_device:
+      return jax.vmap(f)(*mapped)
+    return jax.lax.map(lambda xs: jax.checkpoint(f)(*xs), mapped, batch_size=subs_per_pass)
 
   def sub_batches(x):
     return x.reshape((subs_per_device, batch_gpu) + x.shape[1:])
@@ -90,9 +102,9 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
     keys, pools = sub_keys(step_key, PHASE_G_MAIN)
 
     def loss_fn(g_params):
-      logits, buffers = jax.vmap(
-          generate_and_score, in_axes=(None, None, None, None, 0, 0, 0))(
-              g_params, state.g_buffers, state.d_params, state.diffusion, keys, labels, pools)
+      logits, buffers = map_subs(
+          lambda k, c, pool: generate_and_score(g_params, state.g_buffers, state.d_params,
+                                                state.diffusion, k, c, pool), keys, labels, pools)
       loss = mean_over_devices(jax.nn.softplus(-logits))
       return loss, (logits, buffers)
 
@@ -115,8 +127,9 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
       return fake_logits, nets.discriminate(d_params, y, c, t), buffers
 
     def loss_fn(d_params):
-      fake, real, buffers = jax.vmap(per_sub, in_axes=(None, None, 0, 0, 0, 0))(
-          d_params, state.g_buffers, keys, reals, labels, pools)
+      fake, real, buffers = map_subs(
+          lambda k, x, c, pool: per_sub(d_params, state.g_buffers, k, x, c, pool),
+          keys, reals, labels, pools)
       loss = mean_over_devices(jax.nn.softplus(fake)) + mean_over_devices(jax.nn.softplus(-real))
       return loss, (fake, real, buffers)
 
@@ -145,8 +158,8 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
       return penalty, logits
 
     def loss_fn(d_params):
-      penalty, logits = jax.vmap(per_sub, in_axes=(None, 0, 0, 0, 0))(
-          d_params, keys, reals, labels, pools)
+      penalty, logits = map_subs(lambda k, x, c, pool: per_sub(d_params, k, x, c, pool),
+                                 keys, reals, labels, pools)
       loss = mean_over_devices(penalty * (gamma / 2)) * r1_interval
       return loss, (penalty, logits)
 
@@ -157,11 +170,43 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
     state = _accumulate_signs(state, logits)
     return state, {'loss/D_reg': loss, 'r1_penalty': mean_over_devices(penalty)}
 
+  def g_pl(state, labels, step_key):
+    """Lazy path-length regularization (reference Greg): pl_weight * (|J^T u| - pl_mean)^2, on
+    batch_gpu / pl_batch_shrink samples per sub-batch, times the interval. pl_mean is one running
+    mean over the global batch (the reference keeps one per GPU)."""
+    keys, _ = sub_keys(step_key, PHASE_G_PL)
+    loss_cfg = config.loss
+    pl_batch = max(batch_gpu // loss_cfg.pl_batch_shrink, 1)
+
+    def per_sub(g_params, key, c):
+      kz, kpl = jax.random.split(key)
+      z = jax.random.normal(kz, (pl_batch, nets.z_dim), jnp.float32)
+      return nets.path_lengths(g_params, state.g_buffers, z, c[:pl_batch], kpl,
+                               loss_cfg.style_mixing_prob)
+
+    def loss_fn(g_params):
+      lengths, buffers = map_subs(lambda k, c: per_sub(g_params, k, c), keys, labels)
+      pl_mean = state.pl_mean + loss_cfg.pl_decay * (mean_over_devices(lengths) - state.pl_mean)
+      penalty = jnp.square(lengths - pl_mean)
+      loss = mean_over_devices(penalty * loss_cfg.pl_weight) * loss_cfg.pl_interval
+      return loss, (jax.lax.stop_gradient(pl_mean), buffers, penalty)
+
+    (loss, (pl_mean, buffers, penalty)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.g_params)
+    updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
+    state = state.replace(g_params=optax.apply_updates(state.g_params, updates),
+                          g_opt_state=g_opt_state, pl_mean=pl_mean,
+                          g_buffers=merge_buffers(state.g_buffers, buffers))
+    return state, {'loss/G_reg': loss, 'pl_penalty': mean_over_devices(penalty)}
+
   def step(state: TrainState, batch):
     step_key = jax.random.fold_in(state.key, state.step)
     reals = sub_batches(to_model_input(batch['image']))
     labels = sub_batches(batch['label'].astype(jnp.float32))
     state, metrics = g_main(state, labels, step_key)
+    if do_pl:
+      state, pl_metrics = g_pl(state, labels, step_key)
+      metrics.update(pl_metrics)
     state, d_metrics = d_main(state, reals, labels, step_key)
     metrics.update(d_metrics)
     if do_r1:

@@ -19,7 +19,8 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dgan_jax import checkpoint, config_checks, diffusion, steps
+from dgan_jax import checkpoint, config_checks, diffusion, grids, steps
+from dgan_jax.data.device import prefetch_to_mesh
 from dgan_jax.networks import Networks, build_networks
 from dgan_jax.train_state import TrainState, lazy_adam
 
@@ -61,18 +62,35 @@ def kimg_to_steps(config: ml_collections.ConfigDict, kimg: float) -> int:
 # Data.
 
 
+def resolve_data_source(config: ml_collections.ConfigDict) -> None:
+  """`data.source='auto'`: the folder/zip at `data.path` when one is given, else tfds `data.name`."""
+  if config.data.source == 'auto':
+    config.data.source = 'zip' if config.data.path else 'tfds'
+
+
+def prepare_image_config(config: ml_collections.ConfigDict) -> None:
+  """Checks the dataset against the config (before compiling) and takes its label count."""
+  from dgan_jax.data import pipeline
+  resolve_data_source(config)
+  info = pipeline.dataset_info(config.data)
+  if info.resolution != config.data.resolution or info.channels != config.data.channels:
+    raise ValueError(
+        f'The dataset has {info.resolution}x{info.resolution}x{info.channels} images but the config '
+        f'says data.resolution={config.data.resolution}, data.channels={config.data.channels}; '
+        f'set --config.data.resolution={info.resolution} --config.data.channels={info.channels} '
+        '(and a preset that fits), or use a dataset of that size.')
+  config.model.c_dim = info.c_dim if config.data.use_labels else 0
+
+
 def make_data_iterator(config: ml_collections.ConfigDict, start_step: int):
   """This host's part of each global batch, starting at `start_step` (deterministic for resume)."""
   local_batch = config.train.batch_size // jax.process_count()
   if config.experiment == 'toy':
     from dgan_jax import toy
     return toy.data_batches(config.seed * 1000 + jax.process_index(), local_batch, start_step)
-  raise ValueError(f'No data pipeline for experiment {config.experiment!r}.')
-
-
-def to_global(batch, mesh):
-  sharding = NamedSharding(mesh, P(steps.AXIS))
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+  from dgan_jax.data import pipeline
+  return pipeline.make_train_iterator(config.data, config.train.batch_size, config.seed,
+                                      jax.process_index(), jax.process_count(), start_step)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -103,6 +121,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # --- Setup -------------------------------------------------------------------------------------
   mesh = steps.make_mesh()
   config_checks.validate(config, mesh.size)
+  if config.experiment == 'image':
+    prepare_image_config(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
@@ -127,17 +147,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   end = num_steps if stop_after_steps is None else min(num_steps, start + stop_after_steps)
 
   # --- Compiled steps ------------------------------------------------------------------------------
-  train_step = {
-      False: steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=False),
-      True: steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=True),
-  }
-  update_controller = steps.make_controller_update(config, mesh)
   r1_every = config.loss.r1_interval if config.loss.r1_gamma > 0 else 0
+  pl_every = config.loss.pl_interval if config.loss.pl_weight > 0 else 0
+  train_step = {(pl, r1): steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_pl=pl, do_r1=r1)
+                for pl in {False, bool(pl_every)} for r1 in {False, bool(r1_every)}}
+  update_controller = steps.make_controller_update(config, mesh)
   ada_every = config.diffusion.ada_interval
   ckpt_every = kimg_to_steps(config, config.train.checkpoint_every_kimg)
 
   # --- Loop ----------------------------------------------------------------------------------------
-  data = make_data_iterator(config, start)
+  data = prefetch_to_mesh(make_data_iterator(config, start), mesh, size=max(config.data.prefetch, 1))
+  samples = grids.SampleGrid(config, nets, workdir) if config.experiment == 'image' else None
+  sample_every = kimg_to_steps(config, config.train.sample_every_kimg)
+  if samples is not None and is_main and start == 0:
+    samples.save_reals(make_data_iterator(config, 0))
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                            every_steps=config.train.log_every_steps)
   history = _load_history(workdir)
@@ -145,8 +168,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   t0, step = time.time(), start
   try:
     while step < end and not stop.set:
-      batch = to_global(next(data), mesh)
-      state, metrics = train_step[bool(r1_every) and step % r1_every == 0](state, batch)
+      batch = next(data)
+      variant = (bool(pl_every) and step % pl_every == 0, bool(r1_every) and step % r1_every == 0)
+      state, metrics = train_step[variant](state, batch)
       step += 1
       if step % ada_every == 0:
         state = update_controller(state)
@@ -158,6 +182,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       report(step)
       if ckpt_every and step % ckpt_every == 0:
         ckpt.save(step, state, config)
+      if samples is not None and sample_every and step % sample_every == 0:
+        samples.write(state, step, writer, is_main)
     logging.info('Trained steps %d..%d in %.1fs.', start, step, time.time() - t0)
     if ckpt.latest_step() != step:
       ckpt.save(step, state, config, force=True)
@@ -167,8 +193,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if is_main:
     _save_history(workdir, history)
   writer.flush()
-  if step >= num_steps and is_main:
-    final_report(config, nets, state, workdir, history, writer)
+  if step >= num_steps:
+    if samples is not None:
+      samples.write(state, step, writer, is_main)
+    if is_main:
+      final_report(config, nets, state, workdir, history, writer)
     writer.flush()
   return state
 
@@ -189,9 +218,10 @@ def _print_progress(row: dict, step: int, num_steps: int, start: int, elapsed: f
   """One human-readable progress line on stdout (clu's ReportProgress also logs steps/s and ETA)."""
   rate = (step - start) / max(elapsed, 1e-9)
   eta = (num_steps - step) / max(rate, 1e-9)
+  speed = f'{rate:.1f} steps/s' if rate >= 1 else f'{1 / max(rate, 1e-9):.1f} s/step'
   print(f'step {step}/{num_steps} kimg {step * config.train.batch_size / 1000:.1f} | '
         f'T {row["T"]} p {row["p"]:.4f} r_d {row["r_d"]:+.3f} | '
-        f'loss G {row["loss/G"]:.3f} D {row["loss/D"]:.3f} | {rate:.1f} steps/s | '
+        f'loss G {row["loss/G"]:.3f} D {row["loss/D"]:.3f} | {speed} | '
         f'ETA {int(eta // 60)}m{int(eta % 60):02d}s', flush=True)
 
 

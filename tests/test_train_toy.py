@@ -7,6 +7,7 @@ import pytest
 
 from configs import toy25
 from dgan_jax import checkpoint, steps, toy, train
+from dgan_jax.data import device
 from dgan_jax.networks import build_networks
 
 
@@ -30,7 +31,7 @@ def run_steps(config, devices, num_steps):
   update = steps.make_controller_update(config, mesh)
   data = train.make_data_iterator(config, 0)
   for i in range(num_steps):
-    batch = train.to_global(next(data), mesh)
+    batch = device.to_global(next(data), device.batch_sharding(mesh))
     state, metrics = (r1_step if i % 2 == 0 else step_fn)(state, batch)
     if (i + 1) % config.diffusion.ada_interval == 0:
       state = update(state)
