@@ -17,6 +17,10 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and outputs.')
 flags.DEFINE_enum('mode', 'train', ['train'], 'What to run.')
+flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0 (with '
+                    '--config.train.distributed=True; omit on SLURM/TPU pods, where it is detected).')
+flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.')
+flags.DEFINE_integer('process_id', None, 'Multi-host: this process.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -31,7 +35,8 @@ def main(argv):
   logging.get_absl_handler().python_handler.addFilter(_quiet_orbax)
   config = FLAGS.config
   if config.train.distributed:
-    jax.distributed.initialize()
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # CPU hosts; GPUs/TPUs unaffected.
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info('JAX %s, %d process(es), devices: %s', jax.__version__, jax.process_count(),
                jax.devices())
   if FLAGS.mode == 'train':

@@ -25,12 +25,19 @@ def sample_data(rng: np.random.Generator, n: int) -> np.ndarray:
   return (CENTRES[modes] + STD * rng.standard_normal((n, 2))).astype(np.float32)
 
 
-def data_batches(seed: int, batch_size: int, start_step: int = 0):
-  """Infinite iterator of {'image': [B, 2], 'label': [B, 0]}; batch k depends only on (seed, k)."""
+def data_batches(seed: int, global_batch: int, start_step: int = 0, process_index: int = 0,
+                 process_count: int = 1):
+  """Infinite iterator of this host's {'image': [B, 2], 'label': [B, 0]}, B = global / processes.
+
+  Global batch k depends only on (seed, k); each host yields its contiguous slice, so the global
+  batch is the same for any number of hosts.
+  """
+  local = global_batch // process_count
   step = start_step
   while True:
-    rng = np.random.default_rng([seed, step])
-    yield {'image': sample_data(rng, batch_size), 'label': np.zeros((batch_size, 0), np.float32)}
+    points = sample_data(np.random.default_rng([seed, step]), global_batch)
+    points = points[process_index * local:(process_index + 1) * local]
+    yield {'image': points, 'label': np.zeros((local, 0), np.float32)}
     step += 1
 
 

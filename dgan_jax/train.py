@@ -84,10 +84,10 @@ def prepare_image_config(config: ml_collections.ConfigDict) -> None:
 
 def make_data_iterator(config: ml_collections.ConfigDict, start_step: int):
   """This host's part of each global batch, starting at `start_step` (deterministic for resume)."""
-  local_batch = config.train.batch_size // jax.process_count()
   if config.experiment == 'toy':
     from dgan_jax import toy
-    return toy.data_batches(config.seed * 1000 + jax.process_index(), local_batch, start_step)
+    return toy.data_batches(config.seed, config.train.batch_size, start_step,
+                            jax.process_index(), jax.process_count())
   from dgan_jax.data import pipeline
   return pipeline.make_train_iterator(config.data, config.train.batch_size, config.seed,
                                       jax.process_index(), jax.process_count(), start_step)

@@ -83,6 +83,7 @@ def test_checkpoint_round_trip_restores_controller(tmp_path):
     if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
       a, b = jax.random.key_data(a), jax.random.key_data(b)
     np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(np.concatenate(halves), a)
   assert float(restored.diffusion.p) > 0
   assert ckpt.restore_config()['diffusion']['target'] == 0.0
 
@@ -98,6 +99,7 @@ def test_interrupted_run_resumes_exactly(tmp_path):
   for a, b in zip(jax.tree.leaves(full.g_params) + jax.tree.leaves(full.d_params),
                   jax.tree.leaves(resumed.g_params) + jax.tree.leaves(resumed.d_params)):
     np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(np.concatenate(halves), a)
   np.testing.assert_array_equal(full.diffusion.t_epl, resumed.diffusion.t_epl)
 
 
@@ -143,5 +145,7 @@ def test_mode_coverage_metric():
 
 def test_toy_data_is_step_deterministic():
   a = list(zip(range(3), toy.data_batches(0, 8)))[2][1]['image']
+  halves = [next(toy.data_batches(0, 8, 2, i, 2))['image'] for i in range(2)]
   b = next(toy.data_batches(0, 8, start_step=2))['image']
   np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(np.concatenate(halves), a)
