@@ -84,3 +84,20 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval.metrics = ''          # Comma list, e.g. 'fid50k_full'.
   config.eval.every_kimg = 0.0      # 0 = only at the end.
   return config
+
+
+def get_image_config(preset: str, resolution: int, *, source: str = 'auto', name: str = '',
+                     target: float = 0.6) -> ml_collections.ConfigDict:
+  """An image experiment: the reference preset at a resolution, data and d_target."""
+  from dgan_jax.models import presets
+  config = get_base_config()
+  config.experiment = 'image'
+  config.data.source = source       # auto: the folder/zip at data.path if given, else tfds data.name.
+  config.data.name = name
+  config.data.resolution = resolution
+  config.data.channels = 3
+  presets.apply_preset(config, preset)
+  config.diffusion.target = target
+  config.eval.metrics = 'fid50k_full'
+  config.eval.every_kimg = 200.0
+  return config
