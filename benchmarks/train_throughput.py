@@ -1,0 +1,94 @@
+"""Training throughput of Diffusion-StyleGAN2 (cifar preset) on the current backend.
+
+Prints images/s, seconds per kimg and peak memory for the full training step (G main, D main, the
+lazy R1 step every 16 iterations amortised, the controller update every 4), at each batch size.
+Data are random uint8 images already on the devices, so the figures measure the step, not the input
+pipeline (see benchmarks/data_throughput.py for that).
+
+  python benchmarks/train_throughput.py                       # batch 32 and 64, cifar preset
+  python benchmarks/train_throughput.py --batch 32 --steps 5 --precision bfloat16
+
+Reference point on the 2-core development CPU: the authors' PyTorch code runs this preset at about
+950 s/kimg at batch 32.
+"""
+import argparse
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from configs import cifar10  # noqa: E402
+from dgan_jax import steps, train  # noqa: E402
+from dgan_jax.data import device  # noqa: E402
+from dgan_jax.networks import build_networks  # noqa: E402
+
+
+def peak_memory_gib() -> str:
+  stats = jax.devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    return f'{stats["peak_bytes_in_use"] / 2**30:.2f} GiB device peak'
+  return f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB host peak RSS'
+
+
+def measure(batch: int, num_steps: int, precision: str, variant: str):
+  config = cifar10.get_config(variant or None)
+  config.train.batch_size = batch
+  config.model.mixed_precision = precision
+  mesh = steps.make_mesh()
+  nets = build_networks(config)
+  g_tx, d_tx = train.make_optimizers(config)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  state = jax.jit(lambda: train.create_train_state(config, nets, g_tx, d_tx),
+                  out_shardings=replicated)()
+  rng = np.random.default_rng(0)
+  res = config.data.resolution
+  batch_data = device.to_global(
+      {'image': rng.integers(0, 256, (batch, res, res, 3), dtype=np.uint8),
+       'label': np.zeros((batch, 0), np.float32)}, device.batch_sharding(mesh))
+  update = steps.make_controller_update(config, mesh)
+  times = {}
+  for do_r1 in (False, True):
+    fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=do_r1)
+    t0 = time.perf_counter()
+    state, _ = fn(state, batch_data)
+    jax.block_until_ready(state)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(num_steps):
+      state, _ = fn(state, batch_data)
+    jax.block_until_ready(state)
+    times[do_r1] = ((time.perf_counter() - t0) / num_steps, compile_s)
+  state = update(state)
+  t0 = time.perf_counter()
+  for _ in range(num_steps):
+    state = update(state)
+  jax.block_until_ready(state)
+  ctrl_s = (time.perf_counter() - t0) / num_steps
+  interval = config.loss.r1_interval
+  step_s = ((interval - 1) * times[False][0] + times[True][0]) / interval + ctrl_s / 4
+  print(f'batch {batch:3d} ({precision}, {jax.default_backend()}, {mesh.size} device(s)): '
+        f'{batch / step_s:8.2f} images/s | {1000 / (batch / step_s):8.1f} s/kimg | '
+        f'step {times[False][0]:.3f}s, R1 step {times[True][0]:.3f}s, controller {ctrl_s * 1e3:.2f} ms | '
+        f'compile {times[False][1]:.0f}s + {times[True][1]:.0f}s | {peak_memory_gib()}', flush=True)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--batch', type=int, nargs='+', default=[32, 64])
+  parser.add_argument('--steps', type=int, default=3, help='timed steps per variant')
+  parser.add_argument('--precision', default='auto', help='auto | float32 | bfloat16 | float16')
+  parser.add_argument('--variant', default='', help="config variant, e.g. 'small'")
+  args = parser.parse_args()
+  print(f'JAX {jax.__version__}, devices: {jax.devices()}')
+  for batch in args.batch:
+    measure(batch, args.steps, args.precision, args.variant)
+
+
+if __name__ == '__main__':
+  main()
