@@ -133,3 +133,11 @@ def test_construction_and_call_errors(tiny):
     d.apply(v, img, jnp.zeros((8, 2)), jnp.arange(8))
   with pytest.raises(ValueError, match='t must be the integer timestep'):
     d.apply(v, img, c, jnp.arange(4))
+
+
+def test_r1_style_image_gradient_is_finite_and_per_sample(tiny):
+  d, v, img, c = tiny
+  t = jnp.arange(8) + 1
+  grad = jax.jit(jax.grad(lambda x: d.apply(v, x, c, t).sum()))(img)
+  assert grad.shape == img.shape and bool(jnp.isfinite(grad).all())
+  assert float(jnp.abs(grad).sum(axis=(1, 2, 3)).min()) > 0
