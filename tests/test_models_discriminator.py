@@ -122,6 +122,8 @@ def test_bfloat16_agrees_with_float32(tiny):
 def test_construction_and_call_errors(tiny):
   with pytest.raises(ValueError, match='power of two'):
     Discriminator(**{**TINY, 'img_resolution': 24})
+  with pytest.raises(ValueError, match='>= 8'):
+    Discriminator(**{**TINY, 'img_resolution': 4})
   with pytest.raises(ValueError, match='Unknown architecture'):
     Discriminator(**{**TINY, 'architecture': 'unet'})
   with pytest.raises(ValueError, match='Unknown t_embedding'):

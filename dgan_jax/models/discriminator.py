@@ -137,6 +137,9 @@ class Discriminator(nn.Module):
 
   def __post_init__(self):
     check_resolution(self.img_resolution)
+    if self.img_resolution < 8:
+      raise ValueError(f'Discriminator needs img_resolution >= 8 (at least one block before the '
+                       f'4x4 epilogue), got {self.img_resolution}.')
     check_architecture(self.architecture)
     if self.t_embedding not in T_EMBEDDINGS:
       raise ValueError(f'Unknown t_embedding {self.t_embedding!r}; use one of {T_EMBEDDINGS}.')
@@ -189,8 +192,6 @@ class Discriminator(nn.Module):
     cmap = MappingNetwork(z_dim=0, c_dim=self.c_dim + self.t_dim, w_dim=cmap_dim, num_ws=None,
                           num_layers=self.mapping_layers, lr_multiplier=self.mapping_lr_multiplier,
                           w_avg_beta=None, name='mapping')(None, c_t)
-    if x is None:  # 4x4 images: the epilogue reads the image itself.
-      raise ValueError('D needs img_resolution >= 8 (the reference has no 4x4-only D).')
     return DiscriminatorEpilogue(
         channels(4), cmap_dim, resolution=4, img_channels=self.img_channels,
         architecture=self.architecture, mbstd_group_size=self.mbstd_group_size,
