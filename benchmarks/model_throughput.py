@@ -73,8 +73,9 @@ def main():
   d_flops = flops_of(disc, d_vars, img, c, t) / n
   g_sec = timed(gen, g_vars, z, c, key, iters=args.iters)
   d_sec = timed(disc, d_vars, img, c, t, iters=args.iters)
+  dtype = jnp.dtype(g.mixed_precision_dtype).name
   print(f'backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), preset '
-        f'{args.preset} {res}x{res}, batch {n}, compute dtype {jnp.dtype(g.mixed_precision_dtype).name}')
+        f'{args.preset} {res}x{res}, batch {n}, compute dtype {dtype}')
   print(f'G forward: {n / g_sec:.1f} images/s  ({g_flops / 1e9:.3f} GFLOP/image)')
   print(f'D forward: {n / d_sec:.1f} images/s  ({d_flops / 1e9:.3f} GFLOP/image)')
 

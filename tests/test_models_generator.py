@@ -109,7 +109,6 @@ def test_path_lengths_match_per_sample_gradients(tiny):
 
   @jax.jit
   def one_sample_grad(w, mask):      # gradient of sample n's projection only
-    img = g.apply(v, w, noise_mode='const', method='synthesis')
     return jax.grad(lambda w_: (g.apply(v, w_, noise_mode='const', method='synthesis') * u *
                                 mask[:, None, None, None]).sum())(w)
 

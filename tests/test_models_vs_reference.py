@@ -21,7 +21,8 @@ from dgan_jax.models.discriminator import Discriminator
 from dgan_jax.models.generator import Generator
 
 torch = pytest.importorskip('torch')
-pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')  # the reference's distutils use
+# The reference's torch_utils uses distutils version classes.
+pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')
 
 MIRROR = pathlib.Path(os.environ.get(
     'DGAN_REFERENCE_REPO',
