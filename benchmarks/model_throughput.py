@@ -8,13 +8,17 @@ logit, called on sub-batches of batch_gpu via vmap as in training), and the mode
 image from XLA's cost analysis of the compiled programs.
 """
 import argparse
+import pathlib
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root: configs/
 
-from configs import base
-from dgan_jax.models import build_models, presets
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from configs import base  # noqa: E402
+from dgan_jax.models import build_models, presets  # noqa: E402
 
 
 def timed(fn, *args, iters: int):
