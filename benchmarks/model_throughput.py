@@ -19,6 +19,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from configs import base  # noqa: E402
 from dgan_jax.models import build_models, presets  # noqa: E402
+from dgan_jax.models.discriminator import apply_in_sub_batches  # noqa: E402
 
 
 def timed(fn, *args, iters: int):
@@ -66,11 +67,7 @@ def main():
 
   gen = jax.jit(lambda v, z, c, key: g.apply(v, z, c, rngs={'noise': key}))
 
-  def disc(v, img, c, t):
-    split = lambda x: x.reshape((n // batch_gpu, batch_gpu) + x.shape[1:])
-    logits = jax.vmap(lambda i, cc, tt: d.apply(v, i, cc, tt))(split(img), split(c), split(t))
-    return logits.reshape(n, 1)
-  disc = jax.jit(disc)
+  disc = jax.jit(lambda v, img, c, t: apply_in_sub_batches(d, v, img, c, t, batch_gpu))
 
   key = jax.random.key(4)
   g_flops = flops_of(gen, g_vars, z, c, key) / n

@@ -9,6 +9,7 @@ group is min(mbstd_group_size, N) over exactly the batch passed in.
 from typing import Any, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -197,3 +198,19 @@ class Discriminator(nn.Module):
         architecture=self.architecture, mbstd_group_size=self.mbstd_group_size,
         mbstd_num_channels=self.mbstd_num_channels, conv_clamp=self.conv_clamp, name='b4')(
             x, img, cmap)
+
+
+def apply_in_sub_batches(discriminator: Discriminator, variables, img, c, t, batch_gpu: int):
+  """D logits [N, 1] computed as N / batch_gpu independent reference-GPU calls (vmapped).
+
+  Minibatch-std groups then never mix samples of different sub-batches, so results do not depend
+  on how many devices the global batch is sharded over. N must be a multiple of batch_gpu.
+  """
+  n = img.shape[0]
+  if batch_gpu < 1 or n % batch_gpu:
+    raise ValueError(f'batch {n} must be a positive multiple of batch_gpu={batch_gpu}; set '
+                     f'config.train.batch_gpu to a divisor of the per-device batch.')
+  split = lambda x: jnp.asarray(x).reshape((n // batch_gpu, batch_gpu) + jnp.shape(x)[1:])
+  logits = jax.vmap(lambda i, cc, tt: discriminator.apply(variables, i, cc, tt))(
+      split(img), split(c), split(t))
+  return logits.reshape(n, 1)
