@@ -8,13 +8,18 @@ logit, called on sub-batches of batch_gpu via vmap as in training), and the mode
 image from XLA's cost analysis of the compiled programs.
 """
 import argparse
+import pathlib
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root: configs/
 
-from configs import base
-from dgan_jax.models import build_models, presets
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from configs import base  # noqa: E402
+from dgan_jax.models import build_models, presets  # noqa: E402
+from dgan_jax.models.discriminator import apply_in_sub_batches  # noqa: E402
 
 
 def timed(fn, *args, iters: int):
@@ -62,19 +67,16 @@ def main():
 
   gen = jax.jit(lambda v, z, c, key: g.apply(v, z, c, rngs={'noise': key}))
 
-  def disc(v, img, c, t):
-    split = lambda x: x.reshape((n // batch_gpu, batch_gpu) + x.shape[1:])
-    logits = jax.vmap(lambda i, cc, tt: d.apply(v, i, cc, tt))(split(img), split(c), split(t))
-    return logits.reshape(n, 1)
-  disc = jax.jit(disc)
+  disc = jax.jit(lambda v, img, c, t: apply_in_sub_batches(d, v, img, c, t, batch_gpu))
 
   key = jax.random.key(4)
   g_flops = flops_of(gen, g_vars, z, c, key) / n
   d_flops = flops_of(disc, d_vars, img, c, t) / n
   g_sec = timed(gen, g_vars, z, c, key, iters=args.iters)
   d_sec = timed(disc, d_vars, img, c, t, iters=args.iters)
+  dtype = jnp.dtype(g.mixed_precision_dtype).name
   print(f'backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), preset '
-        f'{args.preset} {res}x{res}, batch {n}, compute dtype {jnp.dtype(g.mixed_precision_dtype).name}')
+        f'{args.preset} {res}x{res}, batch {n}, compute dtype {dtype}')
   print(f'G forward: {n / g_sec:.1f} images/s  ({g_flops / 1e9:.3f} GFLOP/image)')
   print(f'D forward: {n / d_sec:.1f} images/s  ({d_flops / 1e9:.3f} GFLOP/image)')
 

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dgan_jax.models.discriminator import Discriminator, timestep_features
+from dgan_jax.models.discriminator import (Discriminator, apply_in_sub_batches,
+                                           timestep_features)
 
 TINY = dict(img_resolution=16, img_channels=3, channel_base=256, channel_max=32,
             conv_clamp=256, mbstd_group_size=4, mapping_layers=2)
@@ -95,10 +96,11 @@ def test_minibatch_std_uses_the_batch_it_is_called_on(tiny):
   d, v, img, c = tiny
   t = jnp.arange(8) + 1      # t = 0 with c_dim = 0 gives cmap = 0, i.e. logit 0, at init
   whole = d.apply(v, img, c, t)
-  split = jax.vmap(lambda i, cc, tt: d.apply(v, i, cc, tt))(
-      img.reshape(2, 4, 16, 16, 3), c.reshape(2, 4, 0), t.reshape(2, 4)).reshape(8, 1)
-  first = d.apply(v, img[:4], c[:4], t[:4])
-  np.testing.assert_allclose(split[:4], first, rtol=1e-5, atol=1e-6)
+  split = apply_in_sub_batches(d, v, img, c, t, batch_gpu=4)
+  np.testing.assert_allclose(split[:4], d.apply(v, img[:4], c[:4], t[:4]), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(split[4:], d.apply(v, img[4:], c[4:], t[4:]), rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match='multiple of batch_gpu'):
+    apply_in_sub_batches(d, v, img, c, t, batch_gpu=3)
   # With group 4 over 8 samples the groups interleave (j, j + 2, ...) and differ from halves.
   assert float(jnp.abs(whole - split).max()) > 1e-6
   # Changing one sample changes the logits of its group mates only.
@@ -122,6 +124,8 @@ def test_bfloat16_agrees_with_float32(tiny):
 def test_construction_and_call_errors(tiny):
   with pytest.raises(ValueError, match='power of two'):
     Discriminator(**{**TINY, 'img_resolution': 24})
+  with pytest.raises(ValueError, match='>= 8'):
+    Discriminator(**{**TINY, 'img_resolution': 4})
   with pytest.raises(ValueError, match='Unknown architecture'):
     Discriminator(**{**TINY, 'architecture': 'unet'})
   with pytest.raises(ValueError, match='Unknown t_embedding'):
@@ -133,3 +137,11 @@ def test_construction_and_call_errors(tiny):
     d.apply(v, img, jnp.zeros((8, 2)), jnp.arange(8))
   with pytest.raises(ValueError, match='t must be the integer timestep'):
     d.apply(v, img, c, jnp.arange(4))
+
+
+def test_r1_style_image_gradient_is_finite_and_per_sample(tiny):
+  d, v, img, c = tiny
+  t = jnp.arange(8) + 1
+  grad = jax.jit(jax.grad(lambda x: d.apply(v, x, c, t).sum()))(img)
+  assert grad.shape == img.shape and bool(jnp.isfinite(grad).all())
+  assert float(jnp.abs(grad).sum(axis=(1, 2, 3)).min()) > 0

@@ -109,7 +109,6 @@ def test_path_lengths_match_per_sample_gradients(tiny):
 
   @jax.jit
   def one_sample_grad(w, mask):      # gradient of sample n's projection only
-    img = g.apply(v, w, noise_mode='const', method='synthesis')
     return jax.grad(lambda w_: (g.apply(v, w_, noise_mode='const', method='synthesis') * u *
                                 mask[:, None, None, None]).sum())(w)
 
@@ -168,3 +167,21 @@ def test_call_errors_name_the_expected_shape(tiny):
     g.apply(v, z[:, :8], c, noise_mode='const')
   with pytest.raises(ValueError, match=r'ws must be \[N, 6, 32\]'):
     g.apply(v, jnp.zeros((2, 5, 32)), method='synthesis', noise_mode='const')
+
+
+def test_every_parameter_gets_a_gradient_under_jit():
+  """The training step differentiates through jit, style mixing and random noise: no parameter
+  may be disconnected (buffers stay out of 'params')."""
+  g, v, z, c = make(architecture='resnet', c_dim=2, img_resolution=8)
+
+  @jax.jit
+  def loss(params):
+    img = g.apply({**v, 'params': params}, z, c, style_mixing_prob=0.5,
+                  rngs={'noise': jax.random.key(1), 'mixing': jax.random.key(2)})
+    return jnp.square(img).mean()
+
+  grads = jax.grad(loss)(v['params'])
+  flat = jax.tree_util.tree_flatten_with_path(grads)[0]
+  dead = [jax.tree_util.keystr(p) for p, x in flat if float(jnp.abs(x).max()) == 0.0]
+  assert not dead
+  assert 'w_avg' not in str(jax.tree_util.tree_structure(v['params']))

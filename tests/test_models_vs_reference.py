@@ -21,7 +21,8 @@ from dgan_jax.models.discriminator import Discriminator
 from dgan_jax.models.generator import Generator
 
 torch = pytest.importorskip('torch')
-pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')  # the reference's distutils use
+# The reference's torch_utils uses distutils version classes.
+pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')
 
 MIRROR = pathlib.Path(os.environ.get(
     'DGAN_REFERENCE_REPO',
@@ -120,3 +121,33 @@ def test_discriminator_matches_reference(networks, architecture, c_dim):
   out = d.apply({'params': params}, jnp.asarray(img.transpose(0, 2, 3, 1)), jnp.asarray(c),
                 jnp.asarray(t))
   np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('dtype,rel_tol', [(jnp.float16, 2.5e-3), (jnp.bfloat16, 2e-2)])
+def test_reduced_precision_matches_reference_fp16(networks, dtype, rel_tol):
+  """Reference fp16 blocks (CPU) vs our float16 / bfloat16 blocks: max error relative to the
+  output scale within 0.25% (float16: about the reference's own fp16-vs-fp32 gap) / 2% (bf16)."""
+  torch.manual_seed(0)
+  synth = {**SYNTH, 'channel_base': 1024, 'channel_max': 64, 'num_fp16_res': 2}
+  ref_g = networks.Generator(z_dim=64, w_dim=64, c_dim=0, **SMALL,
+                             mapping_kwargs={'num_layers': 2}, synthesis_kwargs=synth).eval()
+  params, buffers = torch_names.from_torch_state_dict(ref_g.state_dict(), 'G')
+  z = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+  expected = nhwc(ref_g(torch.from_numpy(z), None, noise_mode='const'))
+  g = Generator(z_dim=64, w_dim=64, **SMALL, mapping_layers=2, **synth,
+                mixed_precision_dtype=dtype)
+  out = g.apply({'params': params, 'buffers': buffers}, jnp.asarray(z), jnp.zeros((4, 0)),
+                noise_mode='const')
+  assert float(np.abs(np.asarray(out) - expected).max()) <= rel_tol * np.abs(expected).max()
+
+  ref_d = networks.Discriminator(c_dim=0, **SMALL, architecture='resnet', **synth,
+                                 epilogue_kwargs={'mbstd_group_size': 4}).eval()
+  params, _ = torch_names.from_torch_state_dict(ref_d.state_dict(), 'D')
+  img = np.random.default_rng(1).standard_normal((4, 3, 16, 16)).astype(np.float32)
+  t = np.array([1, 5, 50, 500])
+  expected = ref_d(torch.from_numpy(img), None, torch.from_numpy(t)[:, None]).detach().numpy()
+  d = Discriminator(**SMALL, architecture='resnet', **synth, mbstd_group_size=4,
+                    mixed_precision_dtype=dtype)
+  out = d.apply({'params': params}, jnp.asarray(img.transpose(0, 2, 3, 1)), jnp.zeros((4, 0)),
+                jnp.asarray(t))
+  assert float(np.abs(np.asarray(out) - expected).max()) <= rel_tol * np.abs(expected).max()

@@ -4,11 +4,11 @@
 (see presets.apply_preset), `config.data.resolution`, `config.data.channels` and
 `config.model.c_dim`.
 """
-from dgan_jax.models.discriminator import Discriminator
+from dgan_jax.models.discriminator import Discriminator, apply_in_sub_batches
 from dgan_jax.models.generator import Generator, path_lengths
 from dgan_jax.models.precision import resolve_compute_dtype
 
-__all__ = ['Discriminator', 'Generator', 'build_models', 'path_lengths']
+__all__ = ['Discriminator', 'Generator', 'apply_in_sub_batches', 'build_models', 'path_lengths']
 
 
 def build_models(config, backend: str | None = None):

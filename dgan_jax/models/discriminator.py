@@ -9,6 +9,7 @@ group is min(mbstd_group_size, N) over exactly the batch passed in.
 from typing import Any, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -137,6 +138,9 @@ class Discriminator(nn.Module):
 
   def __post_init__(self):
     check_resolution(self.img_resolution)
+    if self.img_resolution < 8:
+      raise ValueError(f'Discriminator needs img_resolution >= 8 (at least one block before the '
+                       f'4x4 epilogue), got {self.img_resolution}.')
     check_architecture(self.architecture)
     if self.t_embedding not in T_EMBEDDINGS:
       raise ValueError(f'Unknown t_embedding {self.t_embedding!r}; use one of {T_EMBEDDINGS}.')
@@ -189,10 +193,24 @@ class Discriminator(nn.Module):
     cmap = MappingNetwork(z_dim=0, c_dim=self.c_dim + self.t_dim, w_dim=cmap_dim, num_ws=None,
                           num_layers=self.mapping_layers, lr_multiplier=self.mapping_lr_multiplier,
                           w_avg_beta=None, name='mapping')(None, c_t)
-    if x is None:  # 4x4 images: the epilogue reads the image itself.
-      raise ValueError('D needs img_resolution >= 8 (the reference has no 4x4-only D).')
     return DiscriminatorEpilogue(
         channels(4), cmap_dim, resolution=4, img_channels=self.img_channels,
         architecture=self.architecture, mbstd_group_size=self.mbstd_group_size,
         mbstd_num_channels=self.mbstd_num_channels, conv_clamp=self.conv_clamp, name='b4')(
             x, img, cmap)
+
+
+def apply_in_sub_batches(discriminator: Discriminator, variables, img, c, t, batch_gpu: int):
+  """D logits [N, 1] computed as N / batch_gpu independent reference-GPU calls (vmapped).
+
+  Minibatch-std groups then never mix samples of different sub-batches, so results do not depend
+  on how many devices the global batch is sharded over. N must be a multiple of batch_gpu.
+  """
+  n = img.shape[0]
+  if batch_gpu < 1 or n % batch_gpu:
+    raise ValueError(f'batch {n} must be a positive multiple of batch_gpu={batch_gpu}; set '
+                     f'config.train.batch_gpu to a divisor of the per-device batch.')
+  split = lambda x: jnp.asarray(x).reshape((n // batch_gpu, batch_gpu) + jnp.shape(x)[1:])
+  logits = jax.vmap(lambda i, cc, tt: discriminator.apply(variables, i, cc, tt))(
+      split(img), split(c), split(t))
+  return logits.reshape(n, 1)
