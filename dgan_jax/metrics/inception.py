@@ -220,3 +220,18 @@ def load(path: str | os.PathLike | None = None, *, output_bias: bool = True
   def fn(images):
     return jitted(variables, jnp.asarray(images))
   return fn
+
+
+def feature_net(path: str | os.PathLike | None = None, variables: Any = None):
+  """The Inception as a metrics `FeatureNet`: {'features': pool [N, 2048], 'logits': [N, 1008]}.
+
+  Logits come without the output bias, as the reference's Inception Score uses them.
+  `variables` (e.g. random ones in tests) skips loading from `path`.
+  """
+  from dgan_jax.metrics.extract import FeatureNet  # pylint: disable=import-outside-toplevel
+  apply = apply_fn(output_bias=False)
+
+  def features(variables, images):
+    pool, logits = apply(variables, images)
+    return {'features': pool, 'logits': logits}
+  return FeatureNet(NAME, features, load_variables(path) if variables is None else variables)
