@@ -153,3 +153,21 @@ def test_evaluate_rejects_bad_setups_before_running(reals):
     ev.evaluate('is1k', fake_generator, None, {'inception': no_logits}, **kw)
   with pytest.raises(ValueError, match='uint8'):
     ev.evaluate('is1k', lambda k, n: np.zeros((n, RES, RES, 3), np.float32), None, nets, **kw)
+
+
+def make_tiny_domain_net():
+  """Factory used by the import-path test below."""
+  return tiny_feature_net('tiny-domain', 4)
+
+
+def test_domain_net_from_import_path_and_feature_nets_for(monkeypatch):
+  import sys  # pylint: disable=import-outside-toplevel
+  monkeypatch.setitem(sys.modules, 'tiny_domain_module', sys.modules[__name__])
+  net = ev.feature_net_from_import_path('tiny_domain_module:make_tiny_domain_net')
+  assert net.name == 'tiny-domain'
+  nets = ev.feature_nets_for('fid2k_full-domain', domain_nets={'domain': net})
+  assert list(nets) == ['domain']
+  with pytest.raises(ValueError, match='module:factory'):
+    ev.feature_net_from_import_path('no_colon')
+  with pytest.raises(ValueError, match="'other'"):
+    ev.feature_nets_for('fid2k-other')

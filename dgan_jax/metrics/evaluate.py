@@ -298,3 +298,43 @@ def _generated_statistics(specs, generate_fn, key, feature_nets, batch_size, mes
     else:
       out[need] = consumer.value()
   return out
+
+
+def feature_net_from_import_path(spec: str) -> FeatureNet:
+  """'package.module:factory' -> factory(), which must return a FeatureNet (domain features).
+
+  This is how a config names a domain feature network (e.g. config.eval.domain_net).
+  """
+  import importlib  # pylint: disable=import-outside-toplevel
+  module_name, sep, attr = spec.partition(':')
+  if not sep or not module_name or not attr:
+    raise ValueError(f'domain feature network {spec!r}: expected "package.module:factory"')
+  net = getattr(importlib.import_module(module_name), attr)()
+  if not isinstance(net, FeatureNet):
+    raise TypeError(f'{spec} returned {type(net).__name__}; it must return '
+                    'dgan_jax.metrics.extract.FeatureNet(name, apply, variables)')
+  return net
+
+
+def feature_nets_for(metric_names: str | Iterable[str], inception_path=None, vgg16_path=None,
+                     domain_nets: Mapping[str, str | FeatureNet] | None = None
+                     ) -> dict[str, FeatureNet]:
+  """Loads only the networks the metrics need: Inception for fid/kid/is, VGG16 for pr, and any
+  `-<name>` networks from `domain_nets` (FeatureNets or 'module:factory' import paths)."""
+  from dgan_jax.metrics import inception, vgg16  # pylint: disable=import-outside-toplevel
+  if isinstance(metric_names, str):
+    metric_names = [n for n in metric_names.split(',') if n.strip()]
+  roles = {parse_metric(n).net for n in metric_names}
+  nets: dict[str, FeatureNet] = {}
+  domain_nets = dict(domain_nets or {})
+  for role in sorted(roles):
+    if role in domain_nets:
+      given = domain_nets[role]
+      nets[role] = feature_net_from_import_path(given) if isinstance(given, str) else given
+    elif role == 'inception':
+      nets[role] = inception.feature_net(inception_path)
+    elif role == 'vgg16':
+      nets[role] = vgg16.feature_net(vgg16_path)
+    else:
+      raise ValueError(f'no feature network named {role!r}: pass it in domain_nets')
+  return nets
