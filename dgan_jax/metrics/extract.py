@@ -96,7 +96,14 @@ class FeatureExtractor:
   def stream(self, batches: Iterable[np.ndarray], max_items: int | None = None
              ) -> Iterator[Features]:
     """Yields host feature dicts batch by batch; the next batch is dispatched before the last
-    result is copied to the host, so the device never waits for the transfer."""
+    result is copied to the host, so the device never waits for the transfer.
+
+    With several processes (multi-host), each process streams its own share of the images
+    (`max_items` is the global count) and every process receives all processes' features.
+    """
+    if jax.process_count() > 1:
+      yield from self._stream_multiprocess(batches, max_items)
+      return
     pending = None
     for images, valid in _rebatch(batches, self.batch_size, max_items):
       if images.ndim != 4 or images.dtype != np.uint8:
@@ -108,6 +115,34 @@ class FeatureExtractor:
       pending = (out, valid)
     if pending is not None:
       yield _to_host(*pending)
+
+  def _stream_multiprocess(self, batches, max_items):
+    """Multi-host stream: steps continue while any process has data; the padding of every
+    process's part of the global batch is dropped after the all-gather."""
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    n_proc, index = jax.process_count(), jax.process_index()
+    local_bs = self.batch_size // n_proc
+    local_max = None if max_items is None else local_share(max_items, n_proc, index)
+    local = _rebatch(batches, local_bs, local_max)
+    while True:
+      item = next(local, None)
+      info = np.zeros(5, np.int64)
+      if item is not None:
+        info[:] = (1, item[1], *item[0].shape[1:])
+      infos = np.asarray(multihost_utils.process_allgather(info)).reshape(n_proc, 5)
+      if not infos[:, 0].any():
+        return
+      if item is None:
+        shape = tuple(int(v) for v in infos[np.argmax(infos[:, 0]), 2:])
+        images = np.zeros((local_bs,) + shape, np.uint8)
+      else:
+        images = item[0]
+      global_images = jax.make_array_from_process_local_data(self._data, images)
+      out = self._fn(self._variables, global_images)
+      gathered = multihost_utils.process_allgather(out, tiled=True)
+      keep = np.concatenate([np.arange(p * local_bs, p * local_bs + infos[p, 1])
+                             for p in range(n_proc)])
+      yield {k: np.asarray(v)[keep] for k, v in gathered.items()}
 
   def run(self, batches: Iterable[np.ndarray], num_items: int | None = None,
           progress: bool = True, desc: str = '', consumers: Iterable[Callable] = ()) -> Features:
@@ -154,9 +189,22 @@ class _NoBar:
     pass
 
 
+def local_share(total: int, num_processes: int, index: int) -> int:
+  """How many of `total` items process `index` handles (the first `total % n` get one more)."""
+  return total // num_processes + (1 if index < total % num_processes else 0)
+
+
 def generated_batches(generate_fn: Callable[[jax.Array, int], Any], key: jax.Array,
                       num: int, batch_size: int) -> Iterator[np.ndarray]:
-  """Calls `generate_fn(fold_in(key, i), batch_size)` until `num` uint8 NHWC images were made."""
+  """Calls `generate_fn(fold_in(key, i), batch_size)` until `num` uint8 NHWC images were made.
+
+  Multi-host: `num` and `batch_size` are global; each process makes its share with keys folded
+  with its process index, so no two processes draw the same latents.
+  """
+  n_proc, index = jax.process_count(), jax.process_index()
+  if n_proc > 1:
+    num, batch_size = local_share(num, n_proc, index), max(1, batch_size // n_proc)
+    key = jax.random.fold_in(key, 1_000_003 + index)
   made = 0
   i = 0
   while made < num:
