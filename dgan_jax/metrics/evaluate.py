@@ -231,6 +231,14 @@ def _real_statistics(specs, real_images, feature_nets, dataset_id, resolution, c
       logging.info('real %s for %s loaded from %s', kind, role, path)
     else:
       missing.append(need)
+  if jax.process_count() > 1:  # All processes must agree, or the collectives below would hang.
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    ordered = sorted(needs, key=str)
+    flags = np.array([need in missing for need in ordered])
+    anywhere = np.asarray(multihost_utils.process_allgather(flags)).reshape(-1, len(ordered))
+    missing = [need for need, m in zip(ordered, anywhere.any(axis=0)) if m]
+    for need in missing:
+      found.pop(need, None)
   if not missing:
     return found
   if real_images is None:
