@@ -1,7 +1,6 @@
 """FID / KID / IS / precision-recall against closed forms and direct computations."""
 import numpy as np
 import pytest
-import scipy.linalg
 
 from dgan_jax.metrics import formulas
 

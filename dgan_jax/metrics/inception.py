@@ -15,7 +15,6 @@ Supported weight files (see docs/metrics.md for URLs):
 """
 import functools
 import os
-import pathlib
 from typing import Any, Callable, Mapping
 
 import jax
