@@ -22,11 +22,11 @@ def cache_key(dataset: str, resolution: int, count: int | None, net: str) -> str
 
 
 def stats_path(cache_dir: str | os.PathLike, key: str) -> pathlib.Path:
-  return pathlib.Path(cache_dir) / f'{key}-stats.npz'
+  return pathlib.Path(cache_dir).expanduser() / f'{key}-stats.npz'
 
 
 def features_path(cache_dir: str | os.PathLike, key: str) -> pathlib.Path:
-  return pathlib.Path(cache_dir) / f'{key}-features.npz'
+  return pathlib.Path(cache_dir).expanduser() / f'{key}-features.npz'
 
 
 def _save(path: pathlib.Path, **arrays) -> pathlib.Path:
