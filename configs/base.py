@@ -81,8 +81,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train.distributed = False  # Call jax.distributed.initialize() (multi-host).
 
   config.eval = ml_collections.ConfigDict()
-  config.eval.metrics = ''          # Comma list, e.g. 'fid50k_full'.
-  config.eval.every_kimg = 0.0      # 0 = only at the end.
+  config.eval.metrics = ''          # Comma list, e.g. 'fid50k_full,kid50k_full,is50k,pr50k3_full'.
+  config.eval.every_kimg = 0.0      # 0 = only at the end of training.
+  config.eval.batch_size = 256      # Feature-extraction batch.
+  config.eval.seed = 0              # Latents of the generated images.
+  config.eval.cache_dir = '~/.cache/dgan_jax/metrics/stats'   # Real-statistics cache.
+  config.eval.dataset_id = ''       # Cache key of the real statistics ('' = from data.path / name).
+  config.eval.inception_path = ''   # '' = the weights folder ($DGAN_JAX_METRICS_DIR, docs/metrics.md).
+  config.eval.vgg16_path = ''
+  config.eval.domain_nets = ''      # 'name=pkg.mod:factory,...' for metrics named e.g. fid50k_full-name.
   return config
 
 

@@ -15,10 +15,11 @@ import orbax.checkpoint as ocp
 
 
 class Checkpointer:
-  """Keeps the last `keep` checkpoints of a run under `<workdir>/checkpoints`."""
+  """Keeps the last `keep` checkpoints of a run under `<workdir>/<subdir>` ('checkpoints', or
+  'best' for the best-metric one)."""
 
-  def __init__(self, workdir: str | pathlib.Path, keep: int = 3):
-    self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
+  def __init__(self, workdir: str | pathlib.Path, keep: int = 3, subdir: str = 'checkpoints'):
+    self.directory = pathlib.Path(workdir).expanduser().absolute() / subdir
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),

@@ -16,7 +16,8 @@ from dgan_jax import train  # noqa: E402
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and outputs.')
-flags.DEFINE_enum('mode', 'train', ['train'], 'What to run.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes from the workdir) or eval '
+                  '(config.eval.metrics of the latest checkpoint).')
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0 (with '
                     '--config.train.distributed=True; omit on SLURM/TPU pods, where it is detected).')
 flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.')
@@ -41,6 +42,8 @@ def main(argv):
                jax.devices())
   if FLAGS.mode == 'train':
     train.train_and_evaluate(config, FLAGS.workdir)
+  elif FLAGS.mode == 'eval':
+    train.evaluate_run(config, FLAGS.workdir)
 
 
 if __name__ == '__main__':

@@ -19,7 +19,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dgan_jax import checkpoint, config_checks, diffusion, grids, steps
+from dgan_jax import checkpoint, config_checks, diffusion, evaluation, grids, steps
 from dgan_jax.data.device import prefetch_to_mesh
 from dgan_jax.networks import Networks, build_networks
 from dgan_jax.train_state import TrainState, lazy_adam
@@ -132,6 +132,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   nets = build_networks(config)
   g_tx, d_tx = make_optimizers(config)
   replicated = NamedSharding(mesh, P())
+  evaluator = evaluation.Evaluator(config, nets) if config.eval.metrics else None
 
   # --- State: fresh or restored ------------------------------------------------------------------
   init = jax.jit(lambda: create_train_state(config, nets, g_tx, d_tx), out_shardings=replicated)
@@ -154,6 +155,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   update_controller = steps.make_controller_update(config, mesh)
   ada_every = config.diffusion.ada_interval
   ckpt_every = kimg_to_steps(config, config.train.checkpoint_every_kimg)
+  eval_every = kimg_to_steps(config, config.eval.every_kimg)
+  best = BestCheckpoint(workdir, evaluator) if evaluator else None
 
   # --- Loop ----------------------------------------------------------------------------------------
   data = prefetch_to_mesh(make_data_iterator(config, start), mesh, size=max(config.data.prefetch, 1))
@@ -184,6 +187,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         ckpt.save(step, state, config)
       if samples is not None and sample_every and step % sample_every == 0:
         samples.write(state, step, writer, is_main)
+      if best and eval_every and step % eval_every == 0 and step < num_steps:
+        best.evaluate(state, step, config, writer)
     logging.info('Trained steps %d..%d in %.1fs.', start, step, time.time() - t0)
     if ckpt.latest_step() != step:
       ckpt.save(step, state, config, force=True)
@@ -196,10 +201,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if step >= num_steps:
     if samples is not None:
       samples.write(state, step, writer, is_main)
+    if best:
+      best.evaluate(state, step, config, writer)
+      best.close()
     if is_main:
       final_report(config, nets, state, workdir, history, writer)
     writer.flush()
   return state
+
+
+class BestCheckpoint:
+  """Evaluates the metrics and keeps the best state by the first one under `<workdir>/best`.
+
+  `best.json` records the best value and step, so a resumed run keeps comparing against it.
+  """
+
+  def __init__(self, workdir: pathlib.Path, evaluator):
+    self.workdir, self.evaluator = workdir, evaluator
+    self.ckpt = checkpoint.Checkpointer(workdir, keep=1, subdir='best')
+    path = workdir / 'best.json'
+    self.best = json.loads(path.read_text())['value'] if path.exists() else None
+
+  def evaluate(self, state, step: int, config, writer) -> dict:
+    results = self.evaluator(state)
+    kimg = step * config.train.batch_size / 1000
+    if jax.process_index() == 0:
+      evaluation.write_results(self.workdir, step, kimg, results, writer)
+    value = self.evaluator.primary_value(results)
+    if self.evaluator.improves(value, self.best) and self.ckpt.latest_step() != step:
+      self.best = value
+      self.ckpt.save(step, state, config, force=True)
+      self.ckpt.wait()
+      if jax.process_index() == 0:
+        (self.workdir / 'best.json').write_text(json.dumps(
+            {'metric': self.evaluator.primary, 'value': value, 'step': step, 'kimg': kimg}))
+    return results
+
+  def close(self):
+    self.ckpt.close()
 
 
 def _log(writer, step: int, state: TrainState, metrics, config) -> dict:
@@ -232,6 +271,35 @@ def _load_history(workdir: pathlib.Path) -> list:
 
 def _save_history(workdir: pathlib.Path, history: list) -> None:
   (workdir / 'diffusion_history.json').write_text(json.dumps(history))
+
+
+def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """`--mode=eval`: the metrics of the latest checkpoint in `workdir` (G_ema), logged to
+  `metrics.jsonl` and TensorBoard."""
+  mesh = steps.make_mesh()
+  config_checks.validate(config, mesh.size)
+  if config.experiment == 'image':
+    prepare_image_config(config)
+  if not config.eval.metrics:
+    raise ValueError('--mode=eval needs metrics: --config.eval.metrics=fid50k_full,...')
+  workdir = pathlib.Path(workdir)
+  ckpt = checkpoint.Checkpointer(workdir, keep=10**6)
+  if ckpt.latest_step() is None:
+    raise FileNotFoundError(f'No checkpoint under {ckpt.directory}; train first or check --workdir.')
+  nets = build_networks(config)
+  evaluator = evaluation.Evaluator(config, nets)
+  g_tx, d_tx = make_optimizers(config)
+  abstract = checkpoint.abstract_like(
+      jax.eval_shape(lambda: create_train_state(config, nets, g_tx, d_tx)), NamedSharding(mesh, P()))
+  state = ckpt.restore(abstract)
+  ckpt.close()
+  results = evaluator(state)
+  writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
+  if jax.process_index() == 0:
+    evaluation.write_results(workdir, int(state.step),
+                             int(state.images_seen) / 1000, results, writer)
+  writer.flush()
+  return results
 
 
 # ---------------------------------------------------------------------------------------------------

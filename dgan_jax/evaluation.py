@@ -1,0 +1,111 @@
+"""Metrics of a generator during training and for a saved run (`--mode=eval`).
+
+Wires `dgan_jax.metrics.evaluate` to the train state: G_ema with random latents, labels drawn from the
+dataset's classes for conditional models, `noise_mode='random'`, truncation 1 (the reference's
+fid50k_full protocol), real images in dataset order without x-flips.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from dgan_jax.networks import Networks
+
+
+def dataset_id(config: ml_collections.ConfigDict) -> str:
+  """The real-statistics cache key of the configured dataset."""
+  if config.eval.dataset_id:
+    return config.eval.dataset_id
+  if config.data.path:
+    return pathlib.Path(config.data.path).name.replace('.', '_')
+  return config.data.name.replace('/', '_')
+
+
+def parse_domain_nets(spec: str) -> dict:
+  """'name=pkg.mod:factory,...' -> {name: 'pkg.mod:factory'}."""
+  nets = {}
+  for item in filter(None, (s.strip() for s in spec.split(','))):
+    name, sep, path = item.partition('=')
+    if not sep or ':' not in path:
+      raise ValueError(f'config.eval.domain_nets entry {item!r} must look like name=pkg.module:factory.')
+    nets[name.strip()] = path.strip()
+  return nets
+
+
+class Evaluator:
+  """Computes `config.eval.metrics` for a train state; loads the feature networks once."""
+
+  def __init__(self, config: ml_collections.ConfigDict, nets: Networks):
+    from dgan_jax.metrics import evaluate
+    self.config, self.nets = config, nets
+    self.names = [n.strip() for n in config.eval.metrics.split(',') if n.strip()]
+    for name in self.names:
+      evaluate.parse_metric(name)              # Bad names fail here, before any training.
+    self.feature_nets = evaluate.feature_nets_for(
+        self.names, config.eval.inception_path or None, config.eval.vgg16_path or None,
+        parse_domain_nets(config.eval.domain_nets))
+    self.primary = self.names[0]
+    self.lower_is_better = evaluate.lower_is_better(self.primary)
+    c_dim = nets.c_dim
+
+    @jax.jit
+    def generate(g_params, g_buffers, key, z):
+      n = z.shape[0]
+      c = jnp.zeros((n, 0), jnp.float32)
+      if c_dim:
+        c = jax.nn.one_hot(jax.random.randint(jax.random.fold_in(key, 1), (n,), 0, c_dim), c_dim)
+      images, _ = nets.generate(g_params, g_buffers, z, c, jax.random.fold_in(key, 2))
+      return jnp.clip(images * 127.5 + 128, 0, 255).astype(jnp.uint8)
+    self._generate = generate
+
+  def __call__(self, state) -> dict:
+    from dgan_jax.data import pipeline
+    from dgan_jax.metrics import evaluate
+    config = self.config
+
+    def generate_fn(key, n):
+      z = jax.random.normal(key, (n, self.nets.z_dim), jnp.float32)
+      return self._generate(state.g_ema_params, state.g_buffers, key, z)
+
+    def real_images():
+      for batch in pipeline.make_eval_iterator(config.data, config.eval.batch_size,
+                                               jax.process_index(), jax.process_count()):
+        yield batch['image'][batch['valid']]
+
+    cache_dir = os.path.expanduser(config.eval.cache_dir) if config.eval.cache_dir else None
+    return evaluate.evaluate(
+        self.names, generate_fn, real_images, self.feature_nets,
+        key=jax.random.key(config.eval.seed), dataset_id=dataset_id(config),
+        resolution=config.data.resolution, channels=config.data.channels, cache_dir=cache_dir,
+        batch_size=config.eval.batch_size, progress=jax.process_index() == 0)
+
+  def primary_value(self, results: dict) -> float:
+    """The value that decides the best checkpoint (the first metric's first result)."""
+    base = self.primary.split('-')[0]
+    for key, value in results.items():
+      if key.split('-')[0].startswith(base):
+        return float(value)
+    raise KeyError(self.primary)
+
+  def improves(self, value: float, best: float | None) -> bool:
+    if best is None or not np.isfinite(best):
+      return bool(np.isfinite(value))
+    return value < best if self.lower_is_better else value > best
+
+
+def write_results(workdir: pathlib.Path, step: int, kimg: float, results: dict, writer) -> None:
+  """One JSON line per evaluation in `metrics.jsonl` (as the reference's metric-*.jsonl)."""
+  writer.write_scalars(step, {f'metrics/{k}': v for k, v in results.items()})
+  with open(workdir / 'metrics.jsonl', 'a') as f:
+    f.write(json.dumps({'step': step, 'kimg': kimg, 'time': time.time(), 'results': results}) + '\n')
+  logging.info('Metrics at step %d: %s', step, results)
+  print(f'metrics at kimg {kimg:.1f}: ' + ', '.join(f'{k} {v:.4g}' for k, v in results.items()),
+        flush=True)

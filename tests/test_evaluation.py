@@ -1,0 +1,70 @@
+"""Metrics in the training loop and `--mode=eval`, with a tiny domain feature network."""
+import json
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+
+from configs import cifar10
+from dgan_jax import train
+from dgan_jax.metrics.extract import FeatureNet
+
+
+class TinyFeatures(nn.Module):
+  @nn.compact
+  def __call__(self, images):
+    x = nn.relu(nn.Conv(8, (3, 3), strides=(2, 2))(images.astype(jnp.float32) / 127.5 - 1))
+    return {'features': nn.Dense(16)(jnp.mean(x, axis=(1, 2)))}
+
+
+def tiny_net():
+  """Factory named by config.eval.domain_nets ('tiny=test_evaluation:tiny_net')."""
+  module = TinyFeatures()
+  return FeatureNet('tiny-test', module.apply,
+                    module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3), jnp.uint8)))
+
+
+@pytest.fixture
+def config(cifar10_zip, tmp_path):
+  config = cifar10.get_config('smoke')
+  config.data.path = str(cifar10_zip)
+  config.model.mixed_precision = 'float32'
+  config.eval.metrics = 'fid1k-tiny,kid1k-tiny'
+  config.eval.domain_nets = 'tiny=test_evaluation:tiny_net'
+  config.eval.cache_dir = str(tmp_path / 'cache')
+  config.eval.batch_size = 250
+  config.eval.every_kimg = 0.032     # once in the middle of the 4 steps, and at the end
+  return config
+
+
+def test_metrics_in_the_loop_keep_the_best_and_eval_mode_agrees(config, tmp_path):
+  workdir = tmp_path / 'run'
+  train.train_and_evaluate(config, str(workdir))
+  lines = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  assert [l['step'] for l in lines] == [2, 4]
+  assert set(lines[0]['results']) == {'fid1k-tiny', 'kid1k-tiny'}
+  best = json.loads((workdir / 'best.json').read_text())
+  values = [l['results']['fid1k-tiny'] for l in lines]
+  assert best['value'] == min(values) and best['step'] == [2, 4][values.index(min(values))]
+  assert (workdir / 'best' / str(best['step'])).is_dir()
+  assert list((tmp_path / 'cache').iterdir())          # real statistics cached
+  # --mode=eval on the saved run: the latest checkpoint gives the in-loop final values.
+  results = train.evaluate_run(config, str(workdir))
+  assert results['fid1k-tiny'] == pytest.approx(values[-1], rel=1e-5)
+  assert len((workdir / 'metrics.jsonl').read_text().splitlines()) == 3
+
+
+def test_bad_metric_name_fails_before_training(config, tmp_path):
+  config.eval.metrics = 'fid50k_fulll'
+  with pytest.raises(ValueError, match='unknown metric'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
+
+
+def test_missing_inception_weights_name_the_file(config, tmp_path):
+  config.eval.metrics = 'fid50k_full'
+  config.eval.inception_path = str(tmp_path / 'nowhere' / 'pt_inception-2015-12-05-6726825d.pth')
+  with pytest.raises(FileNotFoundError, match='pt_inception-2015-12-05'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
