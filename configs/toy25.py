@@ -28,8 +28,8 @@ def get_config(arg=None):
   d.t_max = 1000
   d.ada_kimg = 100.0
 
-  config.optim.g_lr = 1e-4
-  config.optim.d_lr = 1e-4
+  config.optim.g_lr = 1e-3
+  config.optim.d_lr = 1e-3
   config.optim.b1 = 0.5
   config.optim.b2 = 0.999
   config.loss.r1_gamma = 0.0    # No R1, no lazy-regularization rescaling for the toy.
@@ -37,13 +37,13 @@ def get_config(arg=None):
   config.loss.pl_interval = 0
 
   t = config.train
-  t.batch_size = 256
-  t.batch_gpu = 64              # 4 t_epl pools, as the reference's 4 GPUs.
-  t.total_kimg = 5120.0         # 20,000 steps.
-  t.ema_kimg = 0.0              # No EMA: G_ema = G.
-  t.ema_rampup = 0.0
-  t.log_every_steps = 100
-  t.checkpoint_every_kimg = 1280
+  t.batch_size = 512
+  t.batch_gpu = 128             # 4 t_epl pools, as the reference's 4 GPUs.
+  t.total_kimg = 40960.0        # 80,000 steps.
+  t.ema_kimg = 200.0            # Samples come from G_ema, as for the image models.
+  t.ema_rampup = 0.05
+  t.log_every_steps = 1000
+  t.checkpoint_every_kimg = 10240.0
   if arg == 'smoke':             # A few steps that run on 1 or 8 devices (tests).
     t.batch_size = 64
     t.batch_gpu = 8
