@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from configs import cifar10
+import train_helpers
 from dgan_jax import steps, train
-from dgan_jax.data import device
-from dgan_jax.networks import build_networks
 
 
 @pytest.fixture
@@ -20,17 +19,12 @@ def config(cifar10_zip):
 
 
 def run_steps(config, devices, num_steps):
-  mesh = steps.make_mesh(devices)
-  nets = build_networks(config)
-  g_tx, d_tx = train.make_optimizers(config)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  state = jax.jit(lambda: train.create_train_state(config, nets, g_tx, d_tx),
-                  out_shardings=replicated)()
+  mesh, nets, g_tx, d_tx, state = train_helpers.start(config, devices)
   # Every phase at once: G main + path length, D main + R1.
   step_fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_pl=True, do_r1=True)
-  data = train.make_data_iterator(config, 0)
+  data = train_helpers.global_batches(config, mesh)
   for _ in range(num_steps):
-    state, metrics = step_fn(state, device.to_global(next(data), device.batch_sharding(mesh)))
+    state, metrics = step_fn(state, next(data))
     jax.block_until_ready(state)
   return state, metrics
 

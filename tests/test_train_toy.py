@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from configs import toy25
+import train_helpers
 from dgan_jax import checkpoint, steps, toy, train
-from dgan_jax.data import device
-from dgan_jax.networks import build_networks
 
 
 def smoke_config(**train_overrides):
@@ -20,19 +19,13 @@ def smoke_config(**train_overrides):
 
 def run_steps(config, devices, num_steps):
   """Runs the real step functions on a mesh of `devices`, as the loop does."""
-  mesh = steps.make_mesh(devices)
-  nets = build_networks(config)
-  g_tx, d_tx = train.make_optimizers(config)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  state = jax.jit(lambda: train.create_train_state(config, nets, g_tx, d_tx),
-                  out_shardings=replicated)()
+  mesh, nets, g_tx, d_tx, state = train_helpers.start(config, devices)
   step_fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=False)
   r1_step = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=True)
   update = steps.make_controller_update(config, mesh)
-  data = train.make_data_iterator(config, 0)
+  data = train_helpers.global_batches(config, mesh)
   for i in range(num_steps):
-    batch = device.to_global(next(data), device.batch_sharding(mesh))
-    state, metrics = (r1_step if i % 2 == 0 else step_fn)(state, batch)
+    state, metrics = (r1_step if i % 2 == 0 else step_fn)(state, next(data))
     if (i + 1) % config.diffusion.ada_interval == 0:
       state = update(state)
     jax.block_until_ready(state)   # jax-notes: don't queue many collective steps on a 2-core CPU.
