@@ -166,7 +166,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     samples.save_reals(make_data_iterator(config, 0))
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                            every_steps=config.train.log_every_steps)
-  history = _load_history(workdir)
+  history = [h for h in _load_history(workdir) if h['step'] <= start]
   stop = _StopFlag()
   t0, step = time.time(), start
   try:
@@ -178,13 +178,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if step % ada_every == 0:
         state = update_controller(state)
       if step % config.train.log_every_steps == 0 or step == end:
-        row = _log(writer, step, state, metrics, config)
+        images_per_sec = (step - start) * config.train.batch_size / (time.time() - t0)
+        row = _log(writer, step, state, metrics, config, images_per_sec)
         history.append(row)
         if is_main:
           _print_progress(row, step, num_steps, start, time.time() - t0, config)
       report(step)
       if ckpt_every and step % ckpt_every == 0:
         ckpt.save(step, state, config)
+        if is_main:
+          _save_history(workdir, history)
       if samples is not None and sample_every and step % sample_every == 0:
         samples.write(state, step, writer, is_main)
       if best and eval_every and step % eval_every == 0 and step < num_steps:
@@ -241,13 +244,14 @@ class BestCheckpoint:
     self.ckpt.close()
 
 
-def _log(writer, step: int, state: TrainState, metrics, config) -> dict:
+def _log(writer, step: int, state: TrainState, metrics, config, images_per_sec: float) -> dict:
   """Writes this step's scalars (one device read) and returns the controller's trajectory row."""
   scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
   ctrl = jax.device_get(state.diffusion)
   scalars.update({'diffusion/p': float(ctrl.p), 'diffusion/T': float(ctrl.T),
                   'diffusion/r_d': float(ctrl.r_d_last),
-                  'progress/kimg': step * config.train.batch_size / 1000})
+                  'progress/kimg': step * config.train.batch_size / 1000,
+                  'progress/images_per_sec': images_per_sec})
   writer.write_scalars(step, scalars)
   return {'step': step, 'p': float(ctrl.p), 'T': int(ctrl.T), 'r_d': float(ctrl.r_d_last),
           'loss/G': scalars['loss/G'], 'loss/D': scalars['loss/D']}
