@@ -1,6 +1,7 @@
 """Command line: `python -m dgan_jax.main --config=configs/toy25.py --workdir=runs/toy25`.
 
-Modes: `train` (default; resumes automatically from the workdir's latest checkpoint).
+Modes: `train` (default; resumes automatically from the workdir's latest checkpoint), `generate`
+(images by seed from the run's checkpoint; --config optional, see dgan_jax/generate.py).
 Config overrides: `--config.diffusion.target=0.7`; variants: `--config=configs/cifar10.py:smoke`.
 """
 import os
@@ -16,8 +17,13 @@ from dgan_jax import train  # noqa: E402
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and outputs.')
-flags.DEFINE_enum('mode', 'train', ['train'], 'What to run.')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.DEFINE_enum('mode', 'train', ['train', 'generate'], 'What to run.')
+flags.DEFINE_string('seeds', '0-63', 'generate: seeds, e.g. 0-63 or 1,5,10-12.')
+flags.DEFINE_float('trunc', 1.0, 'generate: truncation psi.')
+flags.DEFINE_enum('noise_mode', 'const', ['const', 'random', 'none'], 'generate: noise mode.')
+flags.DEFINE_integer('class_idx', None, 'generate: class label of a conditional model.')
+flags.DEFINE_string('outdir', None, 'generate: output folder (default <workdir>/generate).')
+flags.mark_flags_as_required(['workdir'])
 
 
 def _quiet_orbax(record) -> bool:
@@ -30,12 +36,20 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().python_handler.addFilter(_quiet_orbax)
   config = FLAGS.config
-  if config.train.distributed:
+  if config is None and FLAGS.mode == 'train':
+    raise app.UsageError('--config is required for --mode=train.')
+  if config is not None and config.train.distributed:
     jax.distributed.initialize()
   logging.info('JAX %s, %d process(es), devices: %s', jax.__version__, jax.process_count(),
                jax.devices())
   if FLAGS.mode == 'train':
     train.train_and_evaluate(config, FLAGS.workdir)
+  elif FLAGS.mode == 'generate':
+    from dgan_jax import generate  # pylint: disable=import-outside-toplevel
+    paths = generate.run(FLAGS.workdir, FLAGS.seeds, FLAGS.trunc, FLAGS.noise_mode,
+                         FLAGS.class_idx, FLAGS.outdir, config)
+    print(f'Wrote {len(paths["seeds"])} images, {paths["grid"].name} and the interpolation to '
+          f'{paths["grid"].parent}')
 
 
 if __name__ == '__main__':

@@ -44,6 +44,9 @@ def load_config(workdir: str | pathlib.Path, step: int | None = None,
     ckpt.close()
   config = ml_collections.ConfigDict(saved)
   if expected is not None and config.get('experiment') == 'image':
+    expected = ml_collections.ConfigDict(expected.to_dict())
+    if expected.data.use_labels == config.data.use_labels:
+      expected.model.c_dim = config.model.c_dim   # Training reads the label count from the data.
     diffs = reference_config.model_differences(config, expected)
     if diffs:
       raise ValueError(
