@@ -83,6 +83,16 @@ def test_command_line_export_is_exact(smoke_run, tmp_path):
   assert g(torch.zeros(2, 16)).shape == (2, 3, 32, 32)
 
 
+@pytest.mark.parametrize('architecture', ['resnet', 'orig'])
+def test_other_synthesis_architectures_export_exactly(tmp_path, architecture):
+  config = helpers.config_for('smoke')
+  config.model.G.architecture = architecture
+  nets, state = helpers.random_state(config, seed=5)
+  data = torch.load(export.write(export.bundle(config, state), tmp_path / 'g.pt'),
+                    weights_only=True)
+  assert compare_images(data, nets, state, 0, config.model.G.z_dim) < 1e-3
+
+
 def test_conditional_export_is_exact(tmp_path):
   config = helpers.config_for('smoke', c_dim=3)
   nets, state = helpers.random_state(config)

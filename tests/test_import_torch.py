@@ -240,10 +240,13 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.filterwarnings('ignore::DeprecationWarning')
-def test_reference_classes_load_the_export_and_their_pickle_imports_exactly(tmp_path, reference):
+@pytest.mark.parametrize('c_dim,d_architecture', [(2, 'orig'), (0, 'resnet')])
+def test_reference_classes_load_the_export_and_their_pickle_imports_exactly(
+    tmp_path, reference, c_dim, d_architecture):
   """The docs/interop.md recipe: reference Generator/Discriminator + load_state_dict(export),
   images equal dgan_jax's; their real persistent pickle imports back bit for bit."""
-  config = helpers.config_for('smoke', c_dim=2)
+  config = helpers.config_for('smoke', c_dim=c_dim)
+  config.model.D.architecture = d_architecture   # resnet: the D of every non-cifar preset
   nets, state = helpers.random_state(config, seed=3)
   state = state.replace(images_seen=np.int32(3200), step=np.int32(200))
   bundle = export.bundle(config, state)
@@ -255,9 +258,10 @@ def test_reference_classes_load_the_export_and_their_pickle_imports_exactly(tmp_
     built[name] = cls(**data[kwargs]).eval().requires_grad_(False)
     built[name].load_state_dict(data[name], strict=True)
   z = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
-  c = np.eye(2, dtype=np.float32)[[0, 1, 1]]
+  c = np.eye(2, dtype=np.float32)[[0, 1, 1]][:, :c_dim]
   expected = helpers.jax_images(nets, state, z, c, 0.7)
-  got = built['G_ema'](torch.from_numpy(z), torch.from_numpy(c), truncation_psi=0.7,
+  got = built['G_ema'](torch.from_numpy(z), torch.from_numpy(c) if c_dim else None,
+                       truncation_psi=0.7,
                        noise_mode='const', force_fp32=True).numpy().transpose(0, 2, 3, 1)
   assert np.abs(got - expected).max() < 1e-3
   snapshot = dict(training_set_kwargs=data['training_set_kwargs'], **built, diffusion=None,
@@ -282,3 +286,20 @@ def test_command_line(tmp_path, fake_reference_modules, smoke_bundle):
   assert result.returncode == 0, result.stderr[-2000:]
   assert (tmp_path / 'run' / 'config.json').exists()
   assert checkpoint.Checkpointer(tmp_path / 'run').latest_step() == 1600 // 16
+
+
+@pytest.mark.slow
+def test_training_resumes_from_an_imported_pickle(tmp_path, fake_reference_modules, smoke_bundle,
+                                                  cifar10_zip):
+  """One training step continues from the pickle's image count and diffusion level."""
+  from dgan_jax import train
+  config, bundle = smoke_bundle
+  config = helpers.config_for('smoke')
+  config.data.path = str(cifar10_zip)
+  out = import_torch.import_pickle(
+      mimic_pickle(tmp_path / 's.pkl', fake_reference_modules, bundle), tmp_path / 'run', config)
+  config.train.total_kimg = 2.0
+  state = train.train_and_evaluate(config, str(out), stop_after_steps=1)
+  assert int(state.step) == 1600 // 16 + 1 and int(state.images_seen) == 1600 + 16
+  assert abs(float(state.diffusion.p) - 0.3) < 0.01
+  assert float(np.abs(np.asarray(state.g_opt_state[1][0].nu['mapping']['fc0']['weight'])).max()) > 0
