@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import cifar10
-from dgan_jax import run_dir
+from dgan_jax import diffusion, run_dir
 from dgan_jax.networks import build_networks
 from dgan_jax.train import create_train_state, make_optimizers
 
@@ -33,7 +33,10 @@ def random_state(config, seed: int = 0):
     if jnp.issubdtype(s.dtype, jnp.floating):
       return rng.standard_normal(s.shape).astype(s.dtype)
     return np.zeros(s.shape, s.dtype)
-  return nets, jax.tree.map(fill, shapes)
+  state = jax.tree.map(fill, shapes)
+  num_pools = config.train.batch_size // config.train.batch_gpu   # a valid controller (p = 0)
+  return nets, state.replace(diffusion=diffusion.init_state(jax.random.key(seed), config.diffusion,
+                                                            num_pools))
 
 
 def make_run(workdir, config, seed: int = 0, step: int = 7):
