@@ -1,5 +1,6 @@
 """Export to the reference's PyTorch format: keys/shapes/dtypes, exact images, kwargs, errors."""
 import ast
+import importlib
 import pathlib
 import subprocess
 import sys
@@ -148,3 +149,6 @@ def test_bad_inputs_give_clear_messages(tmp_path, monkeypatch):
   monkeypatch.setitem(sys.modules, 'torch', None)      # as if torch were not installed
   with pytest.raises(ImportError, match=r"pip install 'dgan_jax\[torch\]'"):
     export.export_run(tmp_path / 'empty', tmp_path / 'x.pt')
+  monkeypatch.delitem(sys.modules, 'dgan_jax.interop.torch_generator')
+  with pytest.raises(ImportError, match=r"torch_generator needs PyTorch.*dgan_jax\[torch\]"):
+    importlib.import_module('dgan_jax.interop.torch_generator')

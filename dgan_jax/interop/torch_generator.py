@@ -12,9 +12,14 @@ import math
 from typing import Optional
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
+
+try:
+  import torch
+  from torch import nn
+  from torch.nn import functional as F
+except ImportError as e:  # Torch is an optional extra.
+  raise ImportError("dgan_jax.interop.torch_generator needs PyTorch, which is not installed: "
+                    "pip install 'dgan_jax[torch]' (torch==2.13.0).") from e
 
 _FILTER = np.outer([1, 3, 3, 1], [1, 3, 3, 1]).astype(np.float32) / 64.0
 
