@@ -56,7 +56,7 @@ def read_pickle(path: str | pathlib.Path) -> ReferencePickle:
   return ReferencePickle(
       state_dicts={k: v.state_dict() for k, v in nets.items()},
       init_kwargs={k: v.init_kwargs for k, v in nets.items()},
-      training_set_kwargs=torch_pickle._plain(dict(data.get('training_set_kwargs') or {})),  # pylint: disable=protected-access
+      training_set_kwargs=torch_pickle.plain(dict(data.get('training_set_kwargs') or {})),
       progress=progress)
 
 
@@ -161,15 +161,11 @@ def build_state(ref: ReferencePickle, config: ml_collections.ConfigDict,
     d_params, _ = torch_names.from_torch_state_dict(sds['D'], 'D')
   else:
     d_params = jax.jit(lambda: nets.init(init_key, config.train.batch_gpu)[2])()
-  # Same tree structure (and leaf order) as a fresh state: re-pack through the template.
-  g_params = jax.tree.unflatten(jax.tree.structure(g_params_shape), [
-      jnp.asarray(x) for x in _leaves_in_order(g_params, g_params_shape)])
-  g_ema_params = jax.tree.unflatten(jax.tree.structure(g_params_shape), [
-      jnp.asarray(x) for x in _leaves_in_order(g_ema_params, g_params_shape)])
-  g_buffers = jax.tree.unflatten(jax.tree.structure(g_buffers_shape), [
-      jnp.asarray(x) for x in _leaves_in_order(g_buffers, g_buffers_shape)])
-  d_params = jax.tree.unflatten(jax.tree.structure(d_params_shape), [
-      jnp.asarray(x) for x in _leaves_in_order(d_params, d_params_shape)])
+  # Same tree structure (and leaf order) as a fresh state, so orbax restores it in the loop.
+  g_params = _like_template(g_params, g_params_shape)
+  g_ema_params = _like_template(g_ema_params, g_params_shape)
+  g_buffers = _like_template(g_buffers, g_buffers_shape)
+  d_params = _like_template(d_params, d_params_shape)
 
   from dgan_jax.train import make_optimizers  # pylint: disable=import-outside-toplevel
   g_tx, d_tx = make_optimizers(config)
@@ -188,15 +184,15 @@ def build_state(ref: ReferencePickle, config: ml_collections.ConfigDict,
   return state, step
 
 
-def _leaves_in_order(tree: dict, template) -> list:
-  """The leaves of nested dict `tree` at the paths of `template` (KeyError names a gap)."""
-  out = []
+def _like_template(tree: dict, template):
+  """`tree`'s arrays re-packed into `template`'s pytree structure (same paths, same leaf order)."""
+  leaves = []
   for path, _ in jax.tree_util.tree_flatten_with_path(template)[0]:
     node = tree
     for entry in path:
       node = node[entry.key]
-    out.append(node)
-  return out
+    leaves.append(jnp.asarray(node))
+  return jax.tree.unflatten(jax.tree.structure(template), leaves)
 
 
 def restore_level(ctrl: diffusion.DiffusionState, p: float, cfg) -> diffusion.DiffusionState:

@@ -166,6 +166,19 @@ def test_imported_run_restores_in_the_training_loop_layout(tmp_path, fake_refere
   assert saved.to_dict() == config.to_dict()   # --config's training settings were kept
 
 
+def test_import_without_config_derives_the_networks(tmp_path, fake_reference_modules,
+                                                     smoke_bundle):
+  from dgan_jax.interop import reference_config
+  config, bundle = smoke_bundle
+  out = import_torch.import_pickle(
+      mimic_pickle(tmp_path / 's.pkl', fake_reference_modules, bundle), tmp_path / 'run')
+  saved = run_dir.load_config(out)
+  assert reference_config.model_differences(config, saved) == []
+  assert saved.model.preset == 'auto' and saved.data.path == 'cifar10'   # training_set_kwargs
+  _, state = run_dir.restore_state(out, saved)
+  assert_same_state_dicts(export.bundle(saved, state), bundle)
+
+
 def test_reader_needs_no_torch_and_never_runs_pickled_code(tmp_path, fake_reference_modules,
                                                            smoke_bundle, monkeypatch):
   _, bundle = smoke_bundle

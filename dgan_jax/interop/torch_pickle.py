@@ -38,7 +38,7 @@ class PersistentObject:
 
   @property
   def init_kwargs(self) -> dict:
-    return _plain(self.state.get('_init_kwargs', {}))
+    return plain(self.state.get('_init_kwargs', {}))
 
   def state_dict(self, prefix: str = '') -> 'collections.OrderedDict[str, np.ndarray]':
     """Parameters, persistent buffers and children's entries, in torch's state_dict order."""
@@ -75,12 +75,12 @@ class EasyDict(dict):
       raise AttributeError(name) from e
 
 
-def _plain(value):
+def plain(value):
   """EasyDicts -> dicts, numpy scalars -> Python numbers, recursively (for kwargs)."""
   if isinstance(value, dict):
-    return {k: _plain(v) for k, v in value.items()}
+    return {k: plain(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
-    return type(value)(_plain(v) for v in value)
+    return type(value)(plain(v) for v in value)
   if isinstance(value, np.generic):
     return value.item()
   return value
