@@ -75,8 +75,8 @@ def restore_state(workdir: str | pathlib.Path, config: ml_collections.ConfigDict
       state = ckpt.restore(abstract_state(config, nets), step)
     except (ValueError, KeyError, TypeError) as e:
       raise ValueError(
-          f'The checkpoint in {workdir} does not fit the networks of its config (was it written '
-          f'by another dgan_jax version or edited?): {e}') from e
+          f'The checkpoint in {workdir} does not fit the networks of the config used to read it '
+          f'(another preset or variant, or an edited config?): {e}') from e
   finally:
     ckpt.close()
   return nets, state

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgan_jax import export, generate
+from dgan_jax import export, generate, run_dir
 from tests import interop_helpers as helpers
 
 
@@ -91,6 +91,10 @@ def test_bad_requests_give_clear_messages(smoke_run, tmp_path):
     generate.run(workdir, '0', noise_mode='fixed', outdir=tmp_path)
   with pytest.raises(FileNotFoundError, match='has no checkpoint'):
     generate.run(tmp_path / 'nothing', '0')
+  narrower = helpers.config_for('smoke')
+  narrower.model.G.channel_max = 8
+  with pytest.raises(ValueError, match=r'does not fit the networks.*not compatible with the stored shape'):
+    run_dir.restore_state(workdir, narrower)
 
 
 def test_conditional_run_and_command_line(tmp_path):
