@@ -30,14 +30,14 @@ def get_config(arg=None):
   config.train.sample_every_kimg = 200.0
   config.eval.metrics = 'fid50k_full'
   config.eval.every_kimg = 200.0
-  if arg == 'small':                  # ~1/8 width: a CPU run that shows learning in ~30 minutes.
-    config.model.G.channel_base = config.model.D.channel_base = 4096
-    config.model.G.channel_max = config.model.D.channel_max = 64
+  if arg == 'small':                  # 1/16 width: a CPU run that shows learning in ~30 minutes.
+    config.model.G.channel_base = config.model.D.channel_base = 2048
+    config.model.G.channel_max = config.model.D.channel_max = 32
     config.train.batch_size = 32
     config.train.batch_gpu = 16
-    config.train.total_kimg = 60.0
-    config.train.sample_every_kimg = 10.0
-    config.train.checkpoint_every_kimg = 10.0
+    config.train.total_kimg = 32.0
+    config.train.sample_every_kimg = 4.0
+    config.train.checkpoint_every_kimg = 4.0
     config.train.log_every_steps = 25
     config.eval.metrics = ''
   elif arg == 'smoke':                # Tiny: seconds per step on a CPU, for tests.

@@ -1,6 +1,8 @@
 """Command line: `python -m dgan_jax.main --config=configs/toy25.py --workdir=runs/toy25`.
 
-Modes: `train` (default; resumes automatically from the workdir's latest checkpoint).
+Modes: `train` (default; resumes automatically from the workdir's latest checkpoint), `eval`
+(config.eval.metrics of the latest checkpoint), `generate` (images by seed, dgan_jax/generate.py).
+Without --config the run's saved `<workdir>/config.json` is used (configs/from_workdir.py).
 Config overrides: `--config.diffusion.target=0.7`; variants: `--config=configs/cifar10.py:smoke`.
 """
 import os
@@ -14,15 +16,21 @@ from ml_collections import config_flags  # noqa: E402
 from dgan_jax import train  # noqa: E402
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
+config_flags.DEFINE_config_file('config', 'configs/from_workdir.py', 'Experiment config file '
+                                '(default: the run\'s saved config.json).', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and outputs.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes from the workdir) or eval '
-                  '(config.eval.metrics of the latest checkpoint).')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'generate'], 'train (resumes from the '
+                  'workdir), eval (config.eval.metrics of the latest checkpoint) or generate.')
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0 (with '
                     '--config.train.distributed=True; omit on SLURM/TPU pods, where it is detected).')
 flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.')
 flags.DEFINE_integer('process_id', None, 'Multi-host: this process.')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.DEFINE_string('seeds', '0-63', 'generate: seeds, e.g. 0-63 or 1,5,10-12.')
+flags.DEFINE_float('trunc', 1.0, 'generate: truncation psi.')
+flags.DEFINE_enum('noise_mode', 'const', ['const', 'random', 'none'], 'generate: noise mode.')
+flags.DEFINE_integer('class_idx', None, 'generate: class label of a conditional model.')
+flags.DEFINE_string('outdir', None, 'generate: output folder (default <workdir>/generate).')
+flags.mark_flags_as_required(['workdir'])
 
 
 def _quiet_orbax(record) -> bool:
@@ -44,6 +52,12 @@ def main(argv):
     train.train_and_evaluate(config, FLAGS.workdir)
   elif FLAGS.mode == 'eval':
     train.evaluate_run(config, FLAGS.workdir)
+  elif FLAGS.mode == 'generate':
+    from dgan_jax import generate  # pylint: disable=import-outside-toplevel
+    paths = generate.run(FLAGS.workdir, FLAGS.seeds, FLAGS.trunc, FLAGS.noise_mode,
+                         FLAGS.class_idx, FLAGS.outdir, config)
+    print(f'Wrote {len(paths["seeds"])} images, {paths["grid"].name} and the interpolation to '
+          f'{paths["grid"].parent}')
 
 
 if __name__ == '__main__':

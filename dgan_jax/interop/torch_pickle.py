@@ -1,0 +1,245 @@
+"""Read the reference's network pickles without running any code from them (and without torch).
+
+The reference (`torch_utils/persistence.py`) pickles each network as a call to
+`_reconstruct_persistent_obj(meta)`, where `meta` holds the class's module *source code* and the
+object's `__dict__` (`_parameters`, `_buffers`, `_modules`, `_init_kwargs`, ...). Plain unpickling
+would exec that source. Here a restricted Unpickler resolves only a whitelist of globals: the
+persistence hook becomes a `PersistentObject` that keeps `meta` as data, tensors are rebuilt as
+numpy arrays straight from the bytes of torch's legacy storage format, and anything else (e.g.
+`os.system`) is refused with a `pickle.UnpicklingError` before it can run.
+"""
+from __future__ import annotations
+
+import _compat_pickle
+import collections
+import dataclasses
+import io
+import pickle
+import struct
+from typing import Any, BinaryIO
+
+import numpy as np
+
+_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_STORAGE_DTYPES = {
+    'FloatStorage': np.float32, 'DoubleStorage': np.float64, 'HalfStorage': np.float16,
+    'LongStorage': np.int64, 'IntStorage': np.int32, 'ShortStorage': np.int16,
+    'CharStorage': np.int8, 'ByteStorage': np.uint8, 'BoolStorage': np.bool_,
+    'float32': np.float32, 'float64': np.float64, 'float16': np.float16, 'int64': np.int64,
+    'int32': np.int32, 'int16': np.int16, 'int8': np.int8, 'uint8': np.uint8, 'bool': np.bool_,
+}
+
+
+@dataclasses.dataclass
+class PersistentObject:
+  """A reference network as data: its class name and its pickled `__dict__` (never executed)."""
+  class_name: str
+  state: dict
+
+  @property
+  def init_kwargs(self) -> dict:
+    return plain(self.state.get('_init_kwargs', {}))
+
+  def state_dict(self, prefix: str = '') -> 'collections.OrderedDict[str, np.ndarray]':
+    """Parameters, persistent buffers and children's entries, in torch's state_dict order."""
+    out = collections.OrderedDict()
+    for name, value in (self.state.get('_parameters') or {}).items():
+      if value is not None:
+        out[prefix + name] = value
+    skip = set(self.state.get('_non_persistent_buffers_set') or ())
+    for name, value in (self.state.get('_buffers') or {}).items():
+      if value is not None and name not in skip:
+        out[prefix + name] = value
+    for name, child in (self.state.get('_modules') or {}).items():
+      if isinstance(child, PersistentObject):
+        out.update(child.state_dict(f'{prefix}{name}.'))
+      elif child is not None:
+        raise pickle.UnpicklingError(f'{prefix}{name} is not a reference network module.')
+    return out
+
+
+def _reconstruct_persistent_obj(meta):
+  meta = dict(meta)
+  if meta.get('type') != 'class' or not isinstance(meta.get('state'), dict):
+    raise pickle.UnpicklingError(f'Unknown persistent object: type={meta.get("type")!r}.')
+  return PersistentObject(class_name=str(meta.get('class_name')), state=dict(meta['state']))
+
+
+class EasyDict(dict):
+  """Stand-in for dnnlib.util.EasyDict (a dict with attribute access)."""
+
+  def __getattr__(self, name):
+    try:
+      return self[name]
+    except KeyError as e:
+      raise AttributeError(name) from e
+
+
+def plain(value):
+  """EasyDicts -> dicts, numpy scalars -> Python numbers, recursively (for kwargs)."""
+  if isinstance(value, dict):
+    return {k: plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return type(value)(plain(v) for v in value)
+  if isinstance(value, np.generic):
+    return value.item()
+  return value
+
+
+@dataclasses.dataclass
+class _StorageType:
+  dtype: Any
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
+  """torch._utils._rebuild_tensor(_v2): a strided view of a storage, copied into a numpy array."""
+  del unused  # requires_grad, backward_hooks, metadata
+  storage = np.asarray(storage)
+  if not size:
+    return storage[storage_offset].copy()
+  item = storage.itemsize
+  view = np.lib.stride_tricks.as_strided(storage[storage_offset:], shape=tuple(size),
+                                         strides=tuple(s * item for s in stride), writeable=False)
+  return np.array(view, copy=True)
+
+
+def _rebuild_parameter(data, *unused):
+  del unused
+  return data
+
+
+def _reconstructor(cls, base, state):
+  """copyreg._reconstructor for the only classes protocol-0/1 pickles may rebuild this way."""
+  if cls is not EasyDict or base not in (dict, object):
+    raise pickle.UnpicklingError(f'Refusing to rebuild {cls!r} from {base!r}.')
+  return EasyDict(state or {})
+
+
+class _LegacyStorageUnpickler(pickle.Unpickler):
+  """The main record of torch's legacy (non-zip) save format: the storage's persistent id."""
+
+  def find_class(self, module, name):
+    if module == 'torch' and name in _STORAGE_DTYPES:
+      return _StorageType(_STORAGE_DTYPES[name])
+    return _find_safe_class(module, name)
+
+  def persistent_load(self, pid):
+    if not (isinstance(pid, tuple) and pid and pid[0] == 'storage'):
+      raise pickle.UnpicklingError(f'Unsupported persistent id {pid!r} in a tensor storage.')
+    _, storage_type, key, _location, numel, *view = pid
+    if not isinstance(storage_type, _StorageType):
+      raise pickle.UnpicklingError(f'Unsupported storage type {storage_type!r}.')
+    return ('storage', str(key), storage_type.dtype, int(numel), view[0] if view else None)
+
+
+def _load_from_bytes(data: bytes) -> np.ndarray:
+  """torch.storage._load_from_bytes: parse torch's legacy save of one storage into a 1-D array."""
+  f = io.BytesIO(data)
+  header = _LegacyStorageUnpickler(f)
+  if header.load() != _LEGACY_MAGIC:
+    raise pickle.UnpicklingError('A tensor storage is not in torch\'s legacy save format.')
+  header.load()                                   # protocol version
+  sys_info = header.load()
+  if isinstance(sys_info, dict) and not sys_info.get('little_endian', True):
+    raise pickle.UnpicklingError('Big-endian tensor storages are not supported.')
+  record = _LegacyStorageUnpickler(f).load()
+  keys = _LegacyStorageUnpickler(f).load()
+  if not (isinstance(record, tuple) and record[0] == 'storage'):
+    raise pickle.UnpicklingError('A tensor storage record holds something else than a storage.')
+  storages = {}
+  for key in keys:
+    (numel,) = struct.unpack('<q', f.read(8))
+    dtype = np.dtype(record[2]) if str(key) == record[1] else None
+    if dtype is None:
+      raise pickle.UnpicklingError('A tensor storage holds more than one storage.')
+    raw = f.read(numel * dtype.itemsize)
+    if len(raw) != numel * dtype.itemsize:
+      raise pickle.UnpicklingError('A tensor storage is truncated.')
+    storages[str(key)] = np.frombuffer(raw, dtype=dtype)
+  storage = storages[record[1]]
+  view = record[4]
+  if view is not None:                            # (view key, offset, size) of old pickles
+    _, offset, size = view
+    storage = storage[offset:offset + size]
+  return storage
+
+
+def _latin1_encode(text, encoding='latin1'):
+  """_codecs.encode as protocol-2 pickles use it for bytes objects (str -> latin-1 bytes only)."""
+  if not isinstance(text, str) or encoding not in ('latin1', 'latin-1'):
+    raise pickle.UnpicklingError(f'Refusing _codecs.encode with encoding {encoding!r}.')
+  return text.encode('latin-1')
+
+
+def _numpy_frombuffer(buf, dtype, shape, order):
+  """numpy's protocol-5 array rebuild (bytes -> array), reimplemented on plain data."""
+  return np.frombuffer(buf, dtype=np.dtype(dtype)).reshape(shape, order=order).copy()
+
+
+def _numpy_global(name):
+  try:
+    from numpy._core import multiarray  # pylint: disable=import-outside-toplevel
+  except ImportError:   # numpy < 2
+    from numpy.core import multiarray  # pylint: disable=import-outside-toplevel
+  return getattr(multiarray, name)
+
+
+_SAFE_GLOBALS = {
+    ('collections', 'OrderedDict'): lambda: collections.OrderedDict,
+    ('builtins', 'set'): lambda: set,
+    ('builtins', 'frozenset'): lambda: frozenset,
+    ('builtins', 'dict'): lambda: dict,
+    ('builtins', 'object'): lambda: object,
+    ('copyreg', '_reconstructor'): lambda: _reconstructor,
+    ('_codecs', 'encode'): lambda: _latin1_encode,
+    ('torch._utils', '_rebuild_tensor'): lambda: _rebuild_tensor,
+    ('torch._utils', '_rebuild_tensor_v2'): lambda: _rebuild_tensor,
+    ('torch._utils', '_rebuild_parameter'): lambda: _rebuild_parameter,
+    ('torch.storage', '_load_from_bytes'): lambda: _load_from_bytes,
+    ('torch_utils.persistence', '_reconstruct_persistent_obj'):
+        lambda: _reconstruct_persistent_obj,
+    ('dnnlib.util', 'EasyDict'): lambda: EasyDict,
+    ('dnnlib', 'EasyDict'): lambda: EasyDict,
+    ('numpy', 'ndarray'): lambda: np.ndarray,
+    ('numpy', 'dtype'): lambda: np.dtype,
+    ('numpy.core.multiarray', '_reconstruct'): lambda: _numpy_global('_reconstruct'),
+    ('numpy._core.multiarray', '_reconstruct'): lambda: _numpy_global('_reconstruct'),
+    ('numpy.core.multiarray', 'scalar'): lambda: _numpy_global('scalar'),
+    ('numpy.core.numeric', '_frombuffer'): lambda: _numpy_frombuffer,
+    ('numpy._core.numeric', '_frombuffer'): lambda: _numpy_frombuffer,
+    ('numpy._core.multiarray', 'scalar'): lambda: _numpy_global('scalar'),
+}
+
+
+def _find_safe_class(module: str, name: str):
+  # Protocol 0-2 pickles name Python 2 modules (__builtin__, copy_reg); map them like pickle does.
+  module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+  module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+  factory = _SAFE_GLOBALS.get((module, name))
+  if factory is None:
+    raise pickle.UnpicklingError(
+        f'The pickle needs {module}.{name}, which dgan_jax does not load: it reads reference '
+        'network pickles as data and never runs code from them. Load the pickle with the '
+        'reference code and save its networks\' state dicts, or report the pickle\'s origin.')
+  return factory()
+
+
+class ReferenceUnpickler(pickle.Unpickler):
+  """Unpickler that only resolves the whitelisted globals above."""
+
+  def find_class(self, module, name):
+    return _find_safe_class(module, name)
+
+  def persistent_load(self, pid):
+    raise pickle.UnpicklingError(
+        'This file uses persistent ids (a torch.save zip archive?); dgan_jax.import_torch reads '
+        'network pickles written with pickle.dump (network-snapshot.pkl, stylegan2-ada *.pkl).')
+
+
+def load(file: BinaryIO | str) -> Any:
+  """Unpickles a reference pickle (path or binary file) into dicts, numpy arrays and
+  PersistentObjects."""
+  if isinstance(file, (str, bytes)) or hasattr(file, '__fspath__'):
+    with open(file, 'rb') as f:
+      return ReferenceUnpickler(f).load()
+  return ReferenceUnpickler(file).load()

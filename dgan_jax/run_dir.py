@@ -1,0 +1,94 @@
+"""Reading and writing a dgan_jax run directory outside the training loop.
+
+A run directory is `<workdir>/config.json` plus orbax checkpoints under `<workdir>/checkpoints`
+(see checkpoint.py). Export, generate and import use these helpers so that a run they read or
+write is exactly what `train.train_and_evaluate` reads and writes.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax
+import ml_collections
+
+from dgan_jax import checkpoint
+from dgan_jax.interop import reference_config
+from dgan_jax.networks import Networks, build_networks
+from dgan_jax.train_state import TrainState
+
+
+def load_config(workdir: str | pathlib.Path, step: int | None = None,
+                expected: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+  """The config a run's checkpoint was saved with (else `<workdir>/config.json`).
+
+  If `expected` (e.g. a --config given on the command line) defines different networks, raises a
+  ValueError listing the differing fields: the checkpoint comes from another preset or variant.
+  """
+  workdir = pathlib.Path(workdir)
+  ckpt = checkpoint.Checkpointer(workdir)
+  try:
+    if ckpt.latest_step() is None:
+      raise FileNotFoundError(
+          f'{workdir} has no checkpoint under {ckpt.directory}; pass the --workdir of a dgan_jax '
+          'run (or create one from a reference pickle with python -m dgan_jax.import_torch).')
+    saved = ckpt.restore_config(step)
+  except FileNotFoundError:
+    raise
+  except Exception:  # pylint: disable=broad-except  (older checkpoints without a config item)
+    path = workdir / 'config.json'
+    if not path.exists():
+      raise
+    saved = json.loads(path.read_text())
+  finally:
+    ckpt.close()
+  config = ml_collections.ConfigDict(saved)
+  if expected is not None and config.get('experiment') == 'image':
+    expected = ml_collections.ConfigDict(expected.to_dict())
+    if expected.data.use_labels == config.data.use_labels:
+      expected.model.c_dim = config.model.c_dim   # Training reads the label count from the data.
+    diffs = reference_config.model_differences(config, expected)
+    if diffs:
+      raise ValueError(
+          f'The checkpoint in {workdir} was trained with other networks than the given --config '
+          '(another preset or variant):\n  ' + '\n  '.join(diffs) +
+          '\nDrop --config to use the run\'s own config, or point --workdir at a run of this config.')
+  return config
+
+
+def abstract_state(config: ml_collections.ConfigDict, nets: Networks, sharding=None):
+  """ShapeDtypeStructs of the run's TrainState (what orbax restores into); no arrays allocated."""
+  from dgan_jax.train import create_train_state, make_optimizers  # noqa: avoid an import cycle
+  g_tx, d_tx = make_optimizers(config)
+  shapes = jax.eval_shape(lambda: create_train_state(config, nets, g_tx, d_tx))
+  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return checkpoint.abstract_like(shapes, sharding)
+
+
+def restore_state(workdir: str | pathlib.Path, config: ml_collections.ConfigDict,
+                  step: int | None = None) -> tuple[Networks, TrainState]:
+  """(networks, full train state) of a run's checkpoint `step` (latest if None), on one device."""
+  nets = build_networks(config)
+  ckpt = checkpoint.Checkpointer(workdir)
+  try:
+    try:
+      state = ckpt.restore(abstract_state(config, nets), step)
+    except (ValueError, KeyError, TypeError) as e:
+      raise ValueError(
+          f'The checkpoint in {workdir} does not fit the networks of the config used to read it '
+          f'(another preset or variant, or an edited config?): {e}') from e
+  finally:
+    ckpt.close()
+  return nets, state
+
+
+def write_run(workdir: str | pathlib.Path, config: ml_collections.ConfigDict, state: TrainState,
+              step: int) -> pathlib.Path:
+  """Writes `config.json` and a checkpoint at `step`, as the training loop does; returns workdir."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / 'config.json').write_text(config.to_json(indent=2))
+  ckpt = checkpoint.Checkpointer(workdir)
+  ckpt.save(step, state, config, force=True)
+  ckpt.close()
+  return workdir

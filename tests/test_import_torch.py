@@ -1,0 +1,318 @@
+"""Importing reference pickles: the persistence format read as data, round trips, resume, errors."""
+import collections
+import io
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
+import tarfile
+import types
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from dgan_jax import checkpoint, export, import_torch, run_dir, steps
+from dgan_jax.interop import torch_pickle
+from tests import interop_helpers as helpers
+
+torch = pytest.importorskip('torch')
+
+BUFFERS = ('resample_filter', 'noise_const', 'w_avg')
+MIRROR = pathlib.Path(os.environ.get(
+    'DGAN_REFERENCE_REPO',
+    pathlib.Path(__file__).resolve().parents[2] / '.mirror' / 'Zhendong-Wang+Diffusion-GAN' /
+    'repo'))
+
+
+# --- Pickles that mimic torch_utils.persistence (no reference code needed) ----------------------
+
+
+@pytest.fixture
+def fake_reference_modules(monkeypatch):
+  """Importable stand-ins for torch_utils.persistence and dnnlib.util, so pickle.dump records the
+  reference's global names. Their reconstruct hook fails loudly: the import must never call it."""
+  persistence = types.ModuleType('torch_utils.persistence')
+
+  def _reconstruct_persistent_obj(meta):
+    raise AssertionError(f'executed the persistence hook for {meta["class_name"]}')
+  _reconstruct_persistent_obj.__module__ = 'torch_utils.persistence'
+  _reconstruct_persistent_obj.__qualname__ = '_reconstruct_persistent_obj'
+  persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
+  util = types.ModuleType('dnnlib.util')
+
+  class EasyDict(dict):
+    pass
+  EasyDict.__module__, EasyDict.__qualname__ = 'dnnlib.util', 'EasyDict'
+  util.EasyDict = EasyDict
+  for name, module in (('torch_utils', types.ModuleType('torch_utils')),
+                       ('torch_utils.persistence', persistence),
+                       ('dnnlib', types.ModuleType('dnnlib')), ('dnnlib.util', util)):
+    monkeypatch.setitem(sys.modules, name, module)
+  return types.SimpleNamespace(reconstruct=_reconstruct_persistent_obj, EasyDict=EasyDict)
+
+
+class FakePersistent:
+  """Pickles like a reference persistent object: `_reconstruct_persistent_obj(meta)`."""
+
+  def __init__(self, hook, class_name, state):
+    self.hook, self.class_name, self.state = hook, class_name, state
+
+  def __reduce__(self):
+    meta = dict(type='class', version=6, class_name=self.class_name, state=self.state,
+                module_src='raise SystemExit("the pickled source must never run")')
+    return (self.hook, (meta,))
+
+
+def fake_network(fake, class_name, state_dict, init_kwargs):
+  """A FakePersistent tree whose torch state_dict would be `state_dict`."""
+  def node():
+    return {'_parameters': collections.OrderedDict(), '_buffers': collections.OrderedDict(),
+            '_modules': collections.OrderedDict(), '_non_persistent_buffers_set': set(),
+            'training': False}
+  root = node()
+  for key, value in state_dict.items():
+    *path, name = key.split('.')
+    cur = root
+    for part in path:
+      cur = cur['_modules'].setdefault(part, node())
+    tensor = torch.from_numpy(np.array(value, copy=True))
+    if name in BUFFERS:
+      cur['_buffers'][name] = tensor
+    else:
+      cur['_parameters'][name] = torch.nn.Parameter(tensor, requires_grad=False)
+  root['_buffers']['scratch'] = torch.ones(3)          # non-persistent: not in the state dict
+  root['_non_persistent_buffers_set'].add('scratch')
+
+  def wrap(state, name, kwargs):
+    state['_modules'] = collections.OrderedDict(
+        (k, wrap(v, k, {})) for k, v in state['_modules'].items())
+    state['_init_args'], state['_init_kwargs'] = (), fake.EasyDict(kwargs)
+    return FakePersistent(fake.reconstruct, name, state)
+  return wrap(root, class_name, init_kwargs)
+
+
+def mimic_pickle(path, fake, bundle, protocol=4, drop=(), progress=True):
+  """A network-snapshot.pkl-like file for an export bundle (numpy state dicts + kwargs)."""
+  data = {'training_set_kwargs': fake.EasyDict(bundle['training_set_kwargs'])}
+  for name, kwargs in (('G', 'G_kwargs'), ('D', 'D_kwargs'), ('G_ema', 'G_kwargs')):
+    sd = {k: v for k, v in bundle[name].items() if f'{name}.{k}' not in drop}
+    data[name] = fake_network(fake, 'Generator' if name != 'D' else 'Discriminator', sd,
+                              bundle[kwargs])
+  data['diffusion'] = FakePersistent(fake.reconstruct, 'Diffusion',
+                                     {'p': 0.25, 'betas': np.linspace(1e-4, 2e-2, 10)})
+  if progress:
+    p = bundle['progress']
+    data['progress'] = {'cur_nimg': torch.LongTensor([p['cur_nimg']]),
+                        'cur_tick': torch.LongTensor([p['cur_tick']]),
+                        'cur_p': torch.FloatTensor([p['cur_p']]),
+                        'batch_idx': torch.LongTensor([p['batch_idx']]), 'best_fid': 12.5}
+  with open(path, 'wb') as f:
+    pickle.dump(data, f, protocol=protocol)
+  return path
+
+
+@pytest.fixture(scope='module')
+def smoke_bundle():
+  """An export bundle of a random :smoke state at 1600 images and p = 0.3."""
+  config = helpers.config_for('smoke')
+  _, state = helpers.random_state(config)
+  ctrl = import_torch.restore_level(state.diffusion, 0.3, config.diffusion)
+  state = state.replace(images_seen=np.int32(1600), step=np.int32(100), diffusion=ctrl)
+  return config, export.bundle(config, state)
+
+
+def assert_same_state_dicts(a, b):
+  for net in ('G', 'D', 'G_ema'):
+    assert list(a[net]) == list(b[net])
+    for key in a[net]:
+      assert a[net][key].dtype == b[net][key].dtype and a[net][key].shape == b[net][key].shape
+      assert a[net][key].tobytes() == b[net][key].tobytes(), f'{net}.{key}'
+
+
+@pytest.mark.parametrize('protocol', [2, 4])
+def test_import_then_export_is_bit_exact(tmp_path, fake_reference_modules, smoke_bundle,
+                                         protocol):
+  config, bundle = smoke_bundle
+  pkl = mimic_pickle(tmp_path / 'snap.pkl', fake_reference_modules, bundle, protocol)
+  out = import_torch.import_pickle(pkl, tmp_path / 'imported', config)
+  saved = run_dir.load_config(out)
+  _, state = run_dir.restore_state(out, saved)
+  assert_same_state_dicts(export.bundle(saved, state), bundle)
+  # Progress: image count, step, p and T as the reference had them; fresh Adam moments.
+  assert int(state.images_seen) == 1600 and int(state.step) == 1600 // config.train.batch_size
+  assert float(state.diffusion.p) == pytest.approx(0.3, abs=1e-6)
+  assert int(state.diffusion.T) == 10 + round(0.3 * 990)
+  assert all(float(np.abs(x).max()) == 0 for x in jax.tree.leaves(state.g_opt_state)
+             if np.asarray(x).dtype == np.float32)
+
+
+def test_imported_run_restores_in_the_training_loop_layout(tmp_path, fake_reference_modules,
+                                                           smoke_bundle):
+  config, bundle = smoke_bundle
+  out = import_torch.import_pickle(
+      mimic_pickle(tmp_path / 's.pkl', fake_reference_modules, bundle), tmp_path / 'run', config)
+  # Exactly the restore the training loop does on resume (replicated over the 8-device mesh).
+  saved = run_dir.load_config(out)
+  from dgan_jax.networks import build_networks
+  mesh = steps.make_mesh()
+  abstract = run_dir.abstract_state(saved, build_networks(saved), NamedSharding(mesh, P()))
+  ckpt = checkpoint.Checkpointer(out)
+  state = ckpt.restore(abstract)
+  ckpt.close()
+  assert len(state.g_params['synthesis']['b4']['conv1']['weight'].sharding.device_set) == 8
+  assert saved.to_dict() == config.to_dict()   # --config's training settings were kept
+
+
+def test_import_without_config_derives_the_networks(tmp_path, fake_reference_modules,
+                                                     smoke_bundle):
+  from dgan_jax.interop import reference_config
+  config, bundle = smoke_bundle
+  out = import_torch.import_pickle(
+      mimic_pickle(tmp_path / 's.pkl', fake_reference_modules, bundle), tmp_path / 'run')
+  saved = run_dir.load_config(out)
+  assert reference_config.model_differences(config, saved) == []
+  assert saved.model.preset == 'auto' and saved.data.path == 'cifar10'   # training_set_kwargs
+  _, state = run_dir.restore_state(out, saved)
+  assert_same_state_dicts(export.bundle(saved, state), bundle)
+
+
+def test_reader_needs_no_torch_and_never_runs_pickled_code(tmp_path, fake_reference_modules,
+                                                           smoke_bundle, monkeypatch):
+  _, bundle = smoke_bundle
+  pkl = mimic_pickle(tmp_path / 's.pkl', fake_reference_modules, bundle)
+  monkeypatch.setitem(sys.modules, 'torch', None)             # as if torch were not installed
+  ref = import_torch.read_pickle(pkl)
+  assert list(ref.state_dicts['G']) == list(bundle['G'])      # 'scratch' buffer left out
+  assert ref.init_kwargs['D']['epilogue_kwargs'] == bundle['D_kwargs']['epilogue_kwargs']
+  assert ref.progress['cur_nimg'] == 1600 and ref.progress['best_fid'] == 12.5
+
+  class Evil:
+    def __reduce__(self):
+      return (os.system, (f'touch {tmp_path / "pwned"}',))
+  with pytest.raises(pickle.UnpicklingError, match='never runs code'):
+    torch_pickle.load(io.BytesIO(pickle.dumps({'G': Evil()})))
+  assert not (tmp_path / 'pwned').exists()
+
+
+def test_bad_pickles_give_clear_messages(tmp_path, fake_reference_modules, smoke_bundle):
+  config, bundle = smoke_bundle
+  fake = fake_reference_modules
+  missing = mimic_pickle(tmp_path / 'm.pkl', fake, bundle, drop=('G.mapping.fc1.bias',))
+  with pytest.raises(ValueError, match=r"G does not match.*missing key\(s\): mapping.fc1.bias"):
+    import_torch.import_pickle(missing, tmp_path / 'a')
+  cifar = helpers.config_for(None)
+  with pytest.raises(ValueError, match=r'(?s)differ from the given --config.*G.channel_base: 32768 != 256'):
+    import_torch.import_pickle(mimic_pickle(tmp_path / 'p.pkl', fake, bundle), tmp_path / 'b',
+                               cifar)
+  # A stylegan2-ada D (no t mapping, one output) needs --init_d=fresh.
+  ada = dict(bundle, D={k: v for k, v in bundle['D'].items() if not k.startswith('mapping.')})
+  ada_pkl = mimic_pickle(tmp_path / 'ada.pkl', fake, ada, progress=False)
+  with pytest.raises(ValueError, match='--init_d=fresh'):
+    import_torch.import_pickle(ada_pkl, tmp_path / 'c', config)
+  out = import_torch.import_pickle(ada_pkl, tmp_path / 'c', config, init_d='fresh')
+  saved = run_dir.load_config(out)
+  _, state = run_dir.restore_state(out, saved)
+  assert int(state.step) == 0 and float(state.diffusion.p) == 0.0   # no progress entry
+  np.testing.assert_array_equal(export.bundle(saved, state)['G']['mapping.fc0.weight'],
+                                bundle['G']['mapping.fc0.weight'])
+  with pytest.raises(FileExistsError, match='new --out'):
+    import_torch.import_pickle(ada_pkl, tmp_path / 'c', config, init_d='fresh')
+  (tmp_path / 'list.pkl').write_bytes(pickle.dumps([1, 2]))
+  with pytest.raises(ValueError, match='dict of networks'):
+    import_torch.import_pickle(tmp_path / 'list.pkl', tmp_path / 'd')
+
+
+# --- The reference's own classes (from the mirror, extracted at test time) -----------------------
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  """The reference's training.networks and torch_utils.persistence, extracted into a temp dir."""
+  if not MIRROR.exists():
+    pytest.skip(f'reference mirror {MIRROR} not found')
+  paths = ['diffusion-stylegan2/torch_utils', 'diffusion-stylegan2/dnnlib',
+           'diffusion-stylegan2/training/networks.py']
+  archive = subprocess.run(['git', '-C', str(MIRROR), 'archive', 'HEAD', *paths],
+                           capture_output=True, check=True).stdout
+  root = tmp_path_factory.mktemp('reference')
+  with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+    tar.extractall(root, filter='data')
+  src = str(root / 'diffusion-stylegan2')
+  sys.path.insert(0, src)
+  try:
+    from training import networks   # pylint: disable=import-outside-toplevel
+    yield networks
+  finally:
+    sys.path.remove(src)
+    for name in [n for n in sys.modules if n.split('.')[0] in ('training', 'torch_utils',
+                                                                'dnnlib')]:
+      del sys.modules[name]
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')
+@pytest.mark.parametrize('c_dim,d_architecture', [(2, 'orig'), (0, 'resnet')])
+def test_reference_classes_load_the_export_and_their_pickle_imports_exactly(
+    tmp_path, reference, c_dim, d_architecture):
+  """The docs/interop.md recipe: reference Generator/Discriminator + load_state_dict(export),
+  images equal dgan_jax's; their real persistent pickle imports back bit for bit."""
+  config = helpers.config_for('smoke', c_dim=c_dim)
+  config.model.D.architecture = d_architecture   # resnet: the D of every non-cifar preset
+  nets, state = helpers.random_state(config, seed=3)
+  state = state.replace(images_seen=np.int32(3200), step=np.int32(200))
+  bundle = export.bundle(config, state)
+  data = torch.load(export.write(bundle, tmp_path / 'network.pt'), weights_only=True)
+  built = {}
+  for name, cls, kwargs in (('G', reference.Generator, 'G_kwargs'),
+                            ('D', reference.Discriminator, 'D_kwargs'),
+                            ('G_ema', reference.Generator, 'G_kwargs')):
+    built[name] = cls(**data[kwargs]).eval().requires_grad_(False)
+    built[name].load_state_dict(data[name], strict=True)
+  z = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
+  c = np.eye(2, dtype=np.float32)[[0, 1, 1]][:, :c_dim]
+  expected = helpers.jax_images(nets, state, z, c, 0.7)
+  got = built['G_ema'](torch.from_numpy(z), torch.from_numpy(c) if c_dim else None,
+                       truncation_psi=0.7,
+                       noise_mode='const', force_fp32=True).numpy().transpose(0, 2, 3, 1)
+  assert np.abs(got - expected).max() < 1e-3
+  snapshot = dict(training_set_kwargs=data['training_set_kwargs'], **built, diffusion=None,
+                  progress=dict(data['progress']))
+  with open(tmp_path / 'network-snapshot.pkl', 'wb') as f:
+    pickle.dump(snapshot, f)
+  out = import_torch.import_pickle(tmp_path / 'network-snapshot.pkl', tmp_path / 'run', config)
+  saved = run_dir.load_config(out)
+  _, restored = run_dir.restore_state(out, saved)
+  assert_same_state_dicts(export.bundle(saved, restored), bundle)
+  assert int(restored.images_seen) == 3200
+
+
+def test_command_line(tmp_path, fake_reference_modules, smoke_bundle):
+  _, bundle = smoke_bundle
+  pkl = mimic_pickle(tmp_path / 's.pkl', fake_reference_modules, bundle)
+  result = subprocess.run(
+      [sys.executable, '-m', 'dgan_jax.import_torch', f'--pkl={pkl}',
+       f'--out={tmp_path / "run"}', '--config=configs/cifar10.py:smoke'],
+      capture_output=True, text=True, cwd=pathlib.Path(__file__).resolve().parents[1],
+      check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert (tmp_path / 'run' / 'config.json').exists()
+  assert checkpoint.Checkpointer(tmp_path / 'run').latest_step() == 1600 // 16
+
+
+@pytest.mark.slow
+def test_training_resumes_from_an_imported_pickle(tmp_path, fake_reference_modules, smoke_bundle,
+                                                  cifar10_zip):
+  """One training step continues from the pickle's image count and diffusion level."""
+  from dgan_jax import train
+  config, bundle = smoke_bundle
+  config = helpers.config_for('smoke')
+  config.data.path = str(cifar10_zip)
+  out = import_torch.import_pickle(
+      mimic_pickle(tmp_path / 's.pkl', fake_reference_modules, bundle), tmp_path / 'run', config)
+  config.train.total_kimg = 2.0
+  state = train.train_and_evaluate(config, str(out), stop_after_steps=1)
+  assert int(state.step) == 1600 // 16 + 1 and int(state.images_seen) == 1600 + 16
+  assert abs(float(state.diffusion.p) - 0.3) < 0.01
+  assert float(np.abs(np.asarray(state.g_opt_state[1][0].nu['mapping']['fc0']['weight'])).max()) > 0
