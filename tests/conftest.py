@@ -9,11 +9,20 @@ import jax  # noqa: E402
 jax.config.update("jax_platforms", "cpu")
 jax.config.update("jax_num_cpu_devices", 8)
 
+import ast  # noqa: E402
+import io  # noqa: E402
 import pathlib  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tarfile  # noqa: E402
 
 import pytest  # noqa: E402
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+BESIDE = pathlib.Path(__file__).resolve().parents[2]   # the folder holding the checkout
+SHARED_DATA = BESIDE / "shared" / "data"
+SHAPES_FILE = BESIDE / "shared" / "docs" / "cifar_state_dict_shapes.txt"
+REFERENCE_MIRROR = pathlib.Path(os.environ.get(
+    "DGAN_REFERENCE_REPO", BESIDE / ".mirror" / "Zhendong-Wang+Diffusion-GAN" / "repo"))
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +32,44 @@ def cifar10_zip():
     if not path.exists():
         pytest.skip(f"{path} not found (CI puts ../shared beside the checkout)")
     return path
+
+
+@pytest.fixture(scope="session")
+def reference_shapes():
+  """{'G': [(key, shape, dtype), ...], 'D': [...]}: the reference cifar state dicts (shared docs)."""
+  if not SHAPES_FILE.exists():
+    pytest.skip(f"{SHAPES_FILE} not found (CI puts ../shared beside the checkout)")
+  tables, current = {}, None
+  for line in SHAPES_FILE.read_text().splitlines():
+    if line.startswith("=== STATE_DICT"):
+      current = tables.setdefault(line.split()[2], [])
+    elif current is not None and line and not line.startswith("#"):
+      key, rest = line.split(" ", 1)
+      shape, dtype = rest.rsplit(" ", 1)
+      current.append((key, ast.literal_eval(shape), dtype))
+  return tables
+
+
+@pytest.fixture(scope="module")
+def reference_networks(tmp_path_factory):
+  """The reference's `training.networks` (with its torch_utils/dnnlib), extracted from the git
+  mirror of the authors' repository into a temp dir; skipped without torch or the mirror."""
+  pytest.importorskip("torch")
+  if not REFERENCE_MIRROR.exists():
+    pytest.skip(f"reference mirror {REFERENCE_MIRROR} not found")
+  paths = ["diffusion-stylegan2/torch_utils", "diffusion-stylegan2/dnnlib",
+           "diffusion-stylegan2/training/networks.py"]
+  archive = subprocess.run(["git", "-C", str(REFERENCE_MIRROR), "archive", "HEAD", *paths],
+                           capture_output=True, check=True).stdout
+  root = tmp_path_factory.mktemp("reference")
+  with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+    tar.extractall(root, filter="data")
+  src = str(root / "diffusion-stylegan2")
+  sys.path.insert(0, src)   # the reference's persistence checks re-import torch_utils
+  try:
+    from training import networks   # pylint: disable=import-outside-toplevel
+    yield networks
+  finally:
+    sys.path.remove(src)
+    for name in [n for n in sys.modules if n.split(".")[0] in ("training", "torch_utils", "dnnlib")]:
+      del sys.modules[name]

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from data_helpers import data_config, encode, image_name, random_images, write_dataset
-from dgan_jax.data import image_folder
 from dgan_jax.data import pipeline
 from dgan_jax.data import schedule
 from dgan_jax.data.image_folder import DatasetError, ImageFolder

@@ -1,5 +1,4 @@
 """Export to the reference's PyTorch format: keys/shapes/dtypes, exact images, kwargs, errors."""
-import ast
 import importlib
 import pathlib
 import subprocess
@@ -13,24 +12,6 @@ from tests import interop_helpers as helpers
 
 torch = pytest.importorskip('torch')
 from dgan_jax.interop import torch_generator  # noqa: E402  (needs torch)
-
-SHAPES_FILE = (pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'docs' /
-               'cifar_state_dict_shapes.txt')
-
-
-def reference_shapes():
-  if not SHAPES_FILE.exists():
-    pytest.skip(f'{SHAPES_FILE} not found (CI puts ../shared beside the checkout)')
-  tables, current = {}, None
-  for line in SHAPES_FILE.read_text().splitlines():
-    if line.startswith('=== STATE_DICT'):
-      current = tables.setdefault(line.split()[2], [])
-    elif current is not None and line and not line.startswith('#'):
-      key, rest = line.split(' ', 1)
-      shape, dtype = rest.rsplit(' ', 1)
-      current.append((key, ast.literal_eval(shape), dtype))
-  return tables
-
 
 def compare_images(data, nets, state, c_dim, z_dim, which='G_ema'):
   """TorchGenerator(export) vs dgan_jax for several truncations; returns the max abs error."""
@@ -105,12 +86,12 @@ def test_conditional_export_is_exact(tmp_path):
   assert data['training_set_kwargs']['use_labels']
 
 
-def test_cifar_preset_export_matches_reference_list_and_images(tmp_path):
+def test_cifar_preset_export_matches_reference_list_and_images(tmp_path, reference_shapes):
   config = helpers.config_for(None)
   nets, state = helpers.random_state(config)
   out = export.write(export.bundle(config, state), tmp_path / 'cifar.pt')
   data = torch.load(out, weights_only=True)
-  reference = reference_shapes()
+  reference = reference_shapes
   for which in ('G', 'D'):
     produced = [(k, tuple(v.shape), str(v.dtype).replace('torch.', ''))
                 for k, v in data[which].items()]

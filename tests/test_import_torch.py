@@ -6,7 +6,6 @@ import pathlib
 import pickle
 import subprocess
 import sys
-import tarfile
 import types
 
 import jax
@@ -229,27 +228,8 @@ def test_bad_pickles_give_clear_messages(tmp_path, fake_reference_modules, smoke
 
 
 @pytest.fixture(scope='module')
-def reference(tmp_path_factory):
-  """The reference's training.networks and torch_utils.persistence, extracted into a temp dir."""
-  if not MIRROR.exists():
-    pytest.skip(f'reference mirror {MIRROR} not found')
-  paths = ['diffusion-stylegan2/torch_utils', 'diffusion-stylegan2/dnnlib',
-           'diffusion-stylegan2/training/networks.py']
-  archive = subprocess.run(['git', '-C', str(MIRROR), 'archive', 'HEAD', *paths],
-                           capture_output=True, check=True).stdout
-  root = tmp_path_factory.mktemp('reference')
-  with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-    tar.extractall(root, filter='data')
-  src = str(root / 'diffusion-stylegan2')
-  sys.path.insert(0, src)
-  try:
-    from training import networks   # pylint: disable=import-outside-toplevel
-    yield networks
-  finally:
-    sys.path.remove(src)
-    for name in [n for n in sys.modules if n.split('.')[0] in ('training', 'torch_utils',
-                                                                'dnnlib')]:
-      del sys.modules[name]
+def reference(reference_networks):
+  return reference_networks
 
 
 @pytest.mark.filterwarnings('ignore::DeprecationWarning')

@@ -1,6 +1,4 @@
 """flax <-> PyTorch state-dict mapping: exact keys/shapes/dtypes of the reference cifar nets."""
-import ast
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -9,25 +7,6 @@ import pytest
 
 from configs import base
 from dgan_jax.models import build_models, presets, torch_names
-
-SHAPES_FILE = (pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'docs' /
-               'cifar_state_dict_shapes.txt')
-
-
-def read_reference_shapes():
-  if not SHAPES_FILE.exists():
-    pytest.skip(f'{SHAPES_FILE} not found (CI puts ../shared beside the checkout)')
-  tables, current = {}, None
-  for line in SHAPES_FILE.read_text().splitlines():
-    if line.startswith('=== STATE_DICT'):
-      current = tables.setdefault(line.split()[2], [])
-    elif current is not None and line and not line.startswith('#'):
-      key, rest = line.split(' ', 1)
-      shape, dtype = rest.rsplit(' ', 1)
-      current.append((key, ast.literal_eval(shape), dtype))
-  return tables
-
-
 def random_cifar_variables():
   """Full cifar G/D variables with random leaves (shapes from eval_shape: no forward pass)."""
   config = base.get_base_config()
@@ -49,8 +28,8 @@ def cifar_vars():
   return random_cifar_variables()
 
 
-def test_cifar_state_dicts_match_the_reference_exactly(cifar_vars):
-  reference = read_reference_shapes()
+def test_cifar_state_dicts_match_the_reference_exactly(cifar_vars, reference_shapes):
+  reference = reference_shapes
   g_vars, d_vars = cifar_vars
   for which, variables in (('G', g_vars), ('D', d_vars)):
     sd = torch_names.to_torch_state_dict(variables['params'], variables.get('buffers'), which)

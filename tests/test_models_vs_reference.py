@@ -5,12 +5,6 @@ $DGAN_REFERENCE_REPO, default ../.mirror/Zhendong-Wang+Diffusion-GAN/repo beside
 copies its random weights into dgan_jax through `torch_names.from_torch_state_dict`, and compares
 outputs. Skipped when torch or the mirror is missing.
 """
-import io
-import os
-import pathlib
-import subprocess
-import sys
-import tarfile
 
 import jax.numpy as jnp
 import numpy as np
@@ -24,36 +18,13 @@ torch = pytest.importorskip('torch')
 # The reference's torch_utils uses distutils version classes.
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')
 
-MIRROR = pathlib.Path(os.environ.get(
-    'DGAN_REFERENCE_REPO',
-    pathlib.Path(__file__).resolve().parents[2] / '.mirror' / 'Zhendong-Wang+Diffusion-GAN' /
-    'repo'))
 SMALL = dict(img_resolution=16, img_channels=3)
 SYNTH = dict(channel_base=256, channel_max=32, num_fp16_res=0, conv_clamp=256)
 
 
 @pytest.fixture(scope='module')
-def networks(tmp_path_factory):
-  """The reference `training.networks` module, extracted from the mirror into a temp dir."""
-  if not MIRROR.exists():
-    pytest.skip(f'reference mirror {MIRROR} not found')
-  paths = ['diffusion-stylegan2/torch_utils', 'diffusion-stylegan2/dnnlib',
-           'diffusion-stylegan2/training/networks.py']
-  archive = subprocess.run(['git', '-C', str(MIRROR), 'archive', 'HEAD', *paths],
-                           capture_output=True, check=True).stdout
-  root = tmp_path_factory.mktemp('reference')
-  with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-    tar.extractall(root, filter='data')
-  src = str(root / 'diffusion-stylegan2')
-  sys.path.insert(0, src)   # the reference's persistence checks re-import torch_utils
-  try:
-    from training import networks as module   # pylint: disable=import-outside-toplevel
-    yield module
-  finally:
-    sys.path.remove(src)
-    for name in [n for n in sys.modules if n.split('.')[0] in ('training', 'torch_utils',
-                                                                'dnnlib')]:
-      del sys.modules[name]
+def networks(reference_networks):
+  return reference_networks
 
 
 def perturb(net):

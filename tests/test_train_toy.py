@@ -76,7 +76,6 @@ def test_checkpoint_round_trip_restores_controller(tmp_path):
     if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
       a, b = jax.random.key_data(a), jax.random.key_data(b)
     np.testing.assert_array_equal(a, b)
-  np.testing.assert_array_equal(np.concatenate(halves), a)
   assert float(restored.diffusion.p) > 0
   assert ckpt.restore_config()['diffusion']['target'] == 0.0
 
@@ -92,7 +91,6 @@ def test_interrupted_run_resumes_exactly(tmp_path):
   for a, b in zip(jax.tree.leaves(full.g_params) + jax.tree.leaves(full.d_params),
                   jax.tree.leaves(resumed.g_params) + jax.tree.leaves(resumed.d_params)):
     np.testing.assert_array_equal(a, b)
-  np.testing.assert_array_equal(np.concatenate(halves), a)
   np.testing.assert_array_equal(full.diffusion.t_epl, resumed.diffusion.t_epl)
 
 
