@@ -29,6 +29,7 @@ def run_steps(config, devices, num_steps):
   return state, metrics
 
 
+@pytest.mark.slow   # minutes of compilation on a 2-core CPU; the toy tests cover the same loop
 def test_one_vs_eight_devices_all_phases(config):
   """Same parameters on 1 and 8 devices with R1, path length, style mixing and mbstd groups."""
   config.loss.pl_weight, config.loss.style_mixing_prob = 2.0, 0.9
@@ -47,6 +48,7 @@ def test_one_vs_eight_devices_all_phases(config):
   assert np.abs(np.asarray(w_avg)).sum() > 0      # w_avg tracked during training
 
 
+@pytest.mark.slow   # minutes of compilation on a 2-core CPU; the toy tests cover the same loop
 def test_gradient_accumulation_gives_the_same_step(config):
   """`train.subs_per_pass` processes sub-batches in passes (with remat): same result as all at once."""
   config.loss.r1_gamma = 1.0
@@ -57,6 +59,7 @@ def test_gradient_accumulation_gives_the_same_step(config):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow   # minutes of compilation on a 2-core CPU; the toy tests cover the same loop
 def test_image_run_end_to_end_and_resume(config, tmp_path):
   config.train.total_kimg = 16 * 6 / 1000
   full = train.train_and_evaluate(config, str(tmp_path / 'full'))
