@@ -20,10 +20,14 @@ def _workdir_from_argv(argv) -> str | None:
   return None
 
 
+MISSING = 'missing_run_config'
+
+
 def get_config(arg=None):
+  """The saved config, or a one-field placeholder naming the missing file (absl parses this default
+  when the flag is defined, also when --config is given, so it must not raise; main() reports it)."""
   workdir = arg or _workdir_from_argv(sys.argv)
   path = pathlib.Path(workdir or '.') / 'config.json'
   if not workdir or not path.exists():
-    raise ValueError(f'No --config given and no saved run config at {path}: pass '
-                     '--config=configs/<experiment>.py (e.g. configs/cifar10.py).')
+    return ml_collections.ConfigDict({MISSING: str(path)})
   return ml_collections.ConfigDict(json.loads(path.read_text()))

@@ -5,6 +5,7 @@ Modes: `train` (default; resumes automatically from the workdir's latest checkpo
 Without --config the run's saved `<workdir>/config.json` is used (configs/from_workdir.py).
 Config overrides: `--config.diffusion.target=0.7`; variants: `--config=configs/cifar10.py:smoke`.
 """
+import logging as pylogging
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
@@ -35,14 +36,18 @@ flags.mark_flags_as_required(['workdir'])
 
 def _quiet_orbax(record) -> bool:
   """Keeps orbax's per-save INFO chatter out of the progress log (warnings still show)."""
-  return 'orbax' not in record.pathname or record.levelno >= logging.WARNING
+  return 'orbax' not in record.pathname or record.levelno >= pylogging.WARNING
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().python_handler.addFilter(_quiet_orbax)
+  for handler in pylogging.getLogger().handlers:
+    handler.addFilter(_quiet_orbax)
   config = FLAGS.config
+  if 'missing_run_config' in config:
+    raise app.UsageError(f'No --config given and no saved run config at {config.missing_run_config}: '
+                         'pass --config=configs/<experiment>.py (e.g. configs/cifar10.py).')
   if config.train.distributed:
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # CPU hosts; GPUs/TPUs unaffected.
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
