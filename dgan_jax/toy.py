@@ -7,7 +7,6 @@ layers of 128 units and LeakyReLU; the discriminator also takes the diffusion ti
 from __future__ import annotations
 
 import pathlib
-from typing import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -120,28 +119,6 @@ def plot_report(path: pathlib.Path, data: np.ndarray, samples: np.ndarray, d_fn,
     ax.set_ylim(-lim, lim)
     ax.set_aspect('equal')
   fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-
-
-def plot_trajectory(path: pathlib.Path, steps: Sequence[int], p: Sequence[float], T: Sequence[int],
-                    r_d: Sequence[float], target: float) -> None:
-  """Diffusion level p, T and r_d against training step."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
-  fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
-  axes[0].plot(steps, T)
-  axes[0].set_ylabel('T')
-  axes[1].plot(steps, p)
-  axes[1].set_ylabel('diffusion level p')
-  axes[2].plot(steps, r_d, lw=0.7)
-  axes[2].axhline(target, color='k', ls='--', lw=0.8, label=f'target {target}')
-  axes[2].set_ylabel('r_d')
-  axes[2].set_xlabel('training step')
-  axes[2].legend()
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

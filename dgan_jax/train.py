@@ -19,7 +19,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dgan_jax import checkpoint, config_checks, diffusion, evaluation, grids, steps
+from dgan_jax import checkpoint, config_checks, diffusion, evaluation, grids, plots, steps
 from dgan_jax.data.device import prefetch_to_mesh
 from dgan_jax.networks import Networks, build_networks
 from dgan_jax.train_state import TrainState, lazy_adam
@@ -312,13 +312,13 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def final_report(config, nets: Networks, state: TrainState, workdir: pathlib.Path, history, writer):
   """Experiment-specific outputs of a finished run (toy: samples, figures, mode coverage)."""
-  from dgan_jax import toy
   if history:
-    toy.plot_trajectory(workdir / 'diffusion_trajectory.png', [h['step'] for h in history],
+    plots.plot_trajectory(workdir / 'diffusion_trajectory.png', [h['step'] for h in history],
                         [h['p'] for h in history], [h['T'] for h in history],
                         [h['r_d'] for h in history], config.diffusion.target)
   if config.experiment != 'toy':
     return
+  from dgan_jax import toy
   n = 10_000
   z = jax.random.normal(jax.random.key(config.seed + 1), (n, nets.z_dim))
   c = jnp.zeros((n, 0), jnp.float32)

@@ -1,0 +1,27 @@
+"""Figures of a run that are not images: the adaptive diffusion's trajectory."""
+from __future__ import annotations
+
+import pathlib
+from typing import Sequence
+
+
+def plot_trajectory(path: pathlib.Path, steps: Sequence[int], p: Sequence[float], T: Sequence[int],
+                    r_d: Sequence[float], target: float) -> None:
+  """Diffusion level p, T and r_d against training step."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
+  axes[0].plot(steps, T)
+  axes[0].set_ylabel('T')
+  axes[1].plot(steps, p)
+  axes[1].set_ylabel('diffusion level p')
+  axes[2].plot(steps, r_d, lw=0.7)
+  axes[2].axhline(target, color='k', ls='--', lw=0.8, label=f'target {target}')
+  axes[2].set_ylabel('r_d')
+  axes[2].set_xlabel('training step')
+  axes[2].legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
