@@ -287,16 +287,12 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if not config.eval.metrics:
     raise ValueError('--mode=eval needs metrics: --config.eval.metrics=fid50k_full,...')
   workdir = pathlib.Path(workdir)
-  ckpt = checkpoint.Checkpointer(workdir, keep=10**6)
-  if ckpt.latest_step() is None:
-    raise FileNotFoundError(f'No checkpoint under {ckpt.directory}; train first or check --workdir.')
-  nets = build_networks(config)
+  if not any((workdir / 'checkpoints').glob('[0-9]*')):
+    raise FileNotFoundError(f'No checkpoint under {workdir / "checkpoints"}; train first or check '
+                            '--workdir.')
+  from dgan_jax import run_dir
+  nets, state = run_dir.restore_state(workdir, config)
   evaluator = evaluation.Evaluator(config, nets)
-  g_tx, d_tx = make_optimizers(config)
-  abstract = checkpoint.abstract_like(
-      jax.eval_shape(lambda: create_train_state(config, nets, g_tx, d_tx)), NamedSharding(mesh, P()))
-  state = ckpt.restore(abstract)
-  ckpt.close()
   results = evaluator(state)
   writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
   if jax.process_index() == 0:
