@@ -61,6 +61,15 @@ def test_upfirdn2d_matches_numpy(rng, up, down, pad, gain, flip):
                              np_upfirdn2d(x, f, up, down, pad, gain, flip), atol=1e-4)
 
 
+@pytest.mark.parametrize('up,down', [(1, 1), (2, 1), (1, 2)])
+def test_upfirdn2d_separable_filter_matches_numpy(rng, up, down):
+  """setup_filter's outer-product filter takes the per-axis path; same result as the 2-D loop."""
+  x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+  f = fir.setup_filter((1, 2, 5, 1))                       # asymmetric taps: catches flips
+  out = fir.upfirdn2d(jnp.asarray(x), f, up=up, down=down, padding=(2, 1, 1, 2), gain=2.0)
+  np.testing.assert_allclose(out, np_upfirdn2d(x, f, up, down, (2, 1, 1, 2), 2.0), atol=1e-5)
+
+
 def test_setup_filter_is_normalised_outer_product():
   f = fir.setup_filter((1, 3, 3, 1))
   np.testing.assert_allclose(f, np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0)

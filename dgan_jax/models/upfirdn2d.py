@@ -7,11 +7,12 @@ zero-stuffing upsampling, padding (negative = crop), FIR filtering as a true con
 """
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-_NHWC = ('NHWC', 'HWIO', 'NHWC')
+from dgan_jax.models import conv
 
 
 def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> np.ndarray:
@@ -40,6 +41,39 @@ def _parse_padding(padding) -> tuple[int, int, int, int]:
   raise ValueError(f'padding must be an int, [x, y] or [x0, x1, y0, y1]; got {padding}.')
 
 
+def _filter_taps(f, gain: float, flip_filter: bool):
+  """The FIR filter as per-axis taps when it is separable, else as 2-D taps.
+
+  Returns ('separable', taps_y, taps_x) or ('full', taps_2d); taps are float python/numpy values
+  for a constant filter, traced scalars for a traced one. Ordered for correlation (the
+  reference's true convolution flips the filter).
+  """
+  if isinstance(f, jax.core.Tracer):
+    f = jnp.asarray(f, jnp.float32) * gain
+    return ('full', f if flip_filter else f[::-1, ::-1])
+  f = np.asarray(f, np.float32) * np.float32(gain)
+  if f.ndim != 2:
+    raise ValueError(f'upfirdn2d needs a 2-D filter, got shape {f.shape}; use setup_filter().')
+  if not flip_filter:
+    f = f[::-1, ::-1]
+  col = f.sum(axis=1)
+  row = f.sum(axis=0)
+  total = f.sum()
+  if total != 0 and np.allclose(np.outer(col, row) / total, f, rtol=1e-6, atol=1e-9):
+    return ('separable', col / total, row)
+  return ('full', f)
+
+
+def _weighted_taps(x, taps, axis: int, down: int):
+  """sum_a taps[a] * x[a + down * o] along `axis` ('valid' correlation with stride `down`)."""
+  out_len = (x.shape[axis] - len(taps)) // down + 1
+  acc = None
+  for a, tap in enumerate(taps):
+    part = lax.slice_in_dim(x, a, a + (out_len - 1) * down + 1, down, axis) * tap
+    acc = part if acc is None else acc + part
+  return acc
+
+
 def upfirdn2d(x, f, up: int = 1, down: int = 1, padding=0, gain: float = 1.0,
               flip_filter: bool = False):
   """Upsample (zero insertion), pad, FIR-filter and downsample an NHWC batch.
@@ -51,6 +85,11 @@ def upfirdn2d(x, f, up: int = 1, down: int = 1, padding=0, gain: float = 1.0,
     padding: int, [x, y] or [x0, x1, y0, y1] in pixels of the upsampled image; negative crops.
     gain: overall signal gain; the 2-D filter is multiplied by `gain`.
     flip_filter: False = convolution with f (reference default), True = correlation.
+
+  The filter runs as weighted sums of shifted slices (per axis when it is separable), which
+  XLA fuses into elementwise loops. A depthwise `conv_general_dilated` computes the same thing
+  but XLA:CPU expands it to a dense convolution: 20x slower at 512 channels (see
+  benchmarks/resample_ops.py). Decimation happens inside the slices, not after them.
   """
   if x.ndim != 4:
     raise ValueError(f'upfirdn2d expects NHWC input of rank 4, got shape {x.shape}.')
@@ -59,20 +98,28 @@ def upfirdn2d(x, f, up: int = 1, down: int = 1, padding=0, gain: float = 1.0,
   px0, px1, py0, py1 = _parse_padding(padding)
   if f is None:
     f = np.ones([1, 1], np.float32)
-  f = jnp.asarray(f, jnp.float32) * gain
-  if f.ndim != 2:
-    raise ValueError(f'upfirdn2d needs a 2-D filter, got shape {f.shape}; use setup_filter().')
+  if np.ndim(f) != 2:
+    raise ValueError(f'upfirdn2d needs a 2-D filter, got shape {np.shape(f)}; use setup_filter().')
+  taps = _filter_taps(f, gain, flip_filter)
+  dtype = x.dtype
   # Zero insertion leaves up-1 zeros after every sample (also after the last), then pad/crop.
-  zero = jnp.zeros((), x.dtype)
+  zero = jnp.zeros((), dtype)
   x = lax.pad(x, zero, [(0, 0, 0), (py0, py1 + up - 1, up - 1), (px0, px1 + up - 1, up - 1),
                         (0, 0, 0)])
-  if not flip_filter:
-    f = f[::-1, ::-1]
-  channels = x.shape[-1]
-  kernel = jnp.tile(f[:, :, None, None], (1, 1, 1, channels)).astype(x.dtype)
-  x = lax.conv_general_dilated(x, kernel, (1, 1), 'VALID', dimension_numbers=_NHWC,
-                               feature_group_count=channels)
-  return x[:, ::down, ::down, :]
+  x = x.astype(jnp.float32)
+  if taps[0] == 'separable':
+    x = _weighted_taps(x, taps[1], axis=1, down=down)
+    x = _weighted_taps(x, taps[2], axis=2, down=down)
+  else:
+    f2 = taps[1]
+    fh, fw = f2.shape
+    out_h = (x.shape[1] - fh) // down + 1
+    out_w = (x.shape[2] - fw) // down + 1
+    x = sum(lax.slice(x, (0, a, b, 0),
+                      (x.shape[0], a + (out_h - 1) * down + 1, b + (out_w - 1) * down + 1,
+                       x.shape[3]), (1, down, down, 1)) * f2[a, b]
+            for a in range(fh) for b in range(fw))
+  return x.astype(dtype)
 
 
 def upsample2d(x, f, up: int = 2):
@@ -87,11 +134,6 @@ def downsample2d(x, f, down: int = 2):
   fh, fw = np.shape(f)
   padding = [(fw - down + 1) // 2, (fw - down) // 2, (fh - down + 1) // 2, (fh - down) // 2]
   return upfirdn2d(x, f, down=down, padding=padding)
-
-
-def _conv(x, w, stride=1, padding=((0, 0), (0, 0)), lhs_dilation=(1, 1)):
-  return lax.conv_general_dilated(x, w, (stride, stride), padding, lhs_dilation=lhs_dilation,
-                                  dimension_numbers=_NHWC)
 
 
 def conv2d_resample(x, w, f=None, up: int = 1, down: int = 1, padding: int = 0,
@@ -129,18 +171,18 @@ def conv2d_resample(x, w, f=None, up: int = 1, down: int = 1, padding: int = 0,
 
   if kh == 1 and kw == 1 and down > 1:
     x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1])
-    return _conv(x, w)
+    return conv.conv2d(x, w)
   if kh == 1 and kw == 1 and up > 1:
-    x = _conv(x, w)
+    x = conv.conv2d(x, w)
     return upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up * up)
   if down > 1:
     x = upfirdn2d(x, f, padding=[px0, px1, py0, py1])
-    return _conv(x, w, stride=down)
+    return conv.conv2d(x, w, stride=down)
   if up > 1:
     # The reference's transposed convolution: zero insertion (lhs dilation), then a full
     # correlation with `w` (already flipped above when flip_weight=False, i.e. a true conv).
-    x = _conv(x, w, padding=((kh - 1, kh - 1), (kw - 1, kw - 1)),
+    x = conv.conv2d(x, w, padding=((kh - 1, kh - 1), (kw - 1, kw - 1)),
               lhs_dilation=(up, up))
     return upfirdn2d(x, f, padding=[px0 - (kw - 1), px1 - (kw - up), py0 - (kh - 1),
                                     py1 - (kh - up)], gain=up * up)
-  return _conv(x, w, padding=((py0, py1), (px0, px1)))
+  return conv.conv2d(x, w, padding=((py0, py1), (px0, px1)))
