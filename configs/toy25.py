@@ -21,6 +21,7 @@ def get_config(arg=None):
   config.model.width = 128      # Paper: two hidden layers of 128 units, LeakyReLU.
   config.model.depth = 2
   config.model.z_dim = 2
+  config.model.t_embedding = 'scaled'  # D's t input: t / t_max, or 'sinusoidal' features.
 
   d = config.diffusion
   d.noise_std = 1.0             # sigma in data units (the mixture spans [-4, 4]; images use 0.05).

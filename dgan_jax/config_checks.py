@@ -6,6 +6,7 @@ import ml_collections
 from dgan_jax import diffusion
 
 EXPERIMENTS = ('toy', 'image')
+TOY_T_EMBEDDINGS = ('scaled', 'sinusoidal')
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -35,5 +36,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     problems.append(f'optim.g_lr={o.g_lr} and optim.d_lr={o.d_lr} must be > 0.')
   if not (0 <= o.b1 < 1 and 0 <= o.b2 < 1):
     problems.append(f'optim.b1={o.b1}, optim.b2={o.b2} must be in [0, 1).')
+  if config.experiment == 'toy':
+    kind = config.model.get('t_embedding', 'scaled')
+    if kind not in TOY_T_EMBEDDINGS:
+      problems.append(f'model.t_embedding={kind!r} is unknown for the toy; use one of '
+                      f'{TOY_T_EMBEDDINGS}.')
   if problems:
     raise ValueError('Bad config:\n  ' + '\n  '.join(problems))

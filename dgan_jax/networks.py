@@ -82,7 +82,8 @@ def build_networks(config: ml_collections.ConfigDict) -> Networks:
     m = config.model
     return Networks(
         G=toy.ToyGenerator(width=m.width, depth=m.depth),
-        D=toy.ToyDiscriminator(width=m.width, depth=m.depth, t_max=config.diffusion.t_max),
+        D=toy.ToyDiscriminator(width=m.width, depth=m.depth, t_max=config.diffusion.t_max,
+                               t_embedding=m.get('t_embedding', 'scaled')),
         z_dim=m.z_dim, c_dim=0, sample_shape=(2,))
   if config.experiment == 'image':
     from dgan_jax.models import build_models

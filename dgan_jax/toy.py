@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from dgan_jax.models.discriminator import timestep_features
+
 GRID = (-4.0, -2.0, 0.0, 2.0, 4.0)
 CENTRES = np.array([(x, y) for x in GRID for y in GRID], np.float32)
 STD = 0.05
@@ -76,16 +78,23 @@ class ToyGenerator(nn.Module):
 
 
 class ToyDiscriminator(nn.Module):
-  """(x, t) -> logit. t enters as an extra input t / t_max (the raw t of the image discriminator,
-  up to 1000, would swamp an MLP with default initialisation); t = 0 is a clean sample."""
+  """(x, t) -> logit, with features of t concatenated to x (t = 0 is a clean sample).
+
+  t_embedding: 'scaled' (t / t_max; the raw t of the image discriminator, up to 1000, would swamp
+  an MLP with default initialisation) or 'sinusoidal' (t_embed_dim sin/cos features, which also
+  tell apart the small t of a run whose T stays near T_min; see timestep_features).
+  """
   width: int = 128
   depth: int = 2
   t_max: int = 1000
+  t_embedding: str = 'scaled'
+  t_embed_dim: int = 16
 
   @nn.compact
   def __call__(self, x, c=None, t=None):
     t = jnp.zeros((x.shape[0],), jnp.int32) if t is None else t
-    h = jnp.concatenate([x, (t.astype(jnp.float32) / self.t_max)[:, None]], axis=-1)
+    features = timestep_features(t, self.t_embedding, self.t_max, self.t_embed_dim)
+    h = jnp.concatenate([x, features.astype(x.dtype)], axis=-1)
     return MLP(self.width, self.depth, 1, name='net')(h)
 
 

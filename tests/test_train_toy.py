@@ -2,6 +2,7 @@
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -115,6 +116,7 @@ def test_toy_end_to_end_outputs(tmp_path):
     ('diffusion', 'noise_std', -1.0, 'is negative'),
     ('train', 'batch_gpu', 16, 'sub-batches of train.batch_gpu=16'),
     ('train', 'batch_gpu', 48, 'positive multiple of train.batch_gpu=48'),
+    ('model', 't_embedding', 'learned', "t_embedding='learned' is unknown"),
 ])
 def test_bad_config_fails_before_compiling(tmp_path, section, field, value, message):
   config = smoke_config(batch_size=64, batch_gpu=8)
@@ -122,6 +124,17 @@ def test_bad_config_fails_before_compiling(tmp_path, section, field, value, mess
   with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(']', r'\]')):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()   # Nothing written, nothing compiled.
+
+
+@pytest.mark.parametrize('kind,width', [('scaled', 1), ('sinusoidal', 16)])
+def test_toy_discriminator_t_embedding(kind, width):
+  """The toy D reads t through its t_embedding; t = 1 and t = 2 give different logits."""
+  d = toy.ToyDiscriminator(width=8, depth=1, t_embedding=kind)
+  x = jnp.ones((2, 2))
+  params = d.init(jax.random.key(0), x, None, jnp.array([1, 2]))
+  assert params['params']['net']['fc0']['kernel'].shape == (2 + width, 8)
+  logits = d.apply(params, x, None, jnp.array([1, 2]))
+  assert abs(float(logits[0, 0] - logits[1, 0])) > 1e-6
 
 
 def test_mode_coverage_metric():
