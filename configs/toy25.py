@@ -5,8 +5,10 @@ Run:
   python -m dgan_jax.main --config=configs/toy25.py --workdir=runs/toy25_vanilla \
       --config.diffusion.enabled=False      # the vanilla GAN baseline, everything else equal
 
-Expected (README table): Diffusion-GAN covers all 25 modes; writes samples.npy, toy25.png,
-diffusion_trajectory.png, results.json, config.json and TensorBoard events into the workdir.
+Expected (README table): Diffusion-GAN covers all 25 modes (seeds 0-4: 25/25 each, 84-86% of
+samples high quality); writes samples.npy, toy25.png, diffusion_trajectory.png, results.json,
+config.json and TensorBoard events into the workdir. Over seeds:
+  bash launch/toy25_seeds.sh runs/toy25_seeds "0 1 2 3 4"
 """
 from configs import base
 
@@ -24,7 +26,8 @@ def get_config(arg=None):
   config.model.t_embedding = 'scaled'  # D's t input: t / t_max, or 'sinusoidal' features.
 
   d = config.diffusion
-  d.noise_std = 1.0             # sigma in data units (the mixture spans [-4, 4]; images use 0.05).
+  d.noise_std = 2.0             # sigma in data units (the mixture spans [-4, 4]; images use 0.05).
+  d.epl_zeros = 0               # The paper's mixture over t = 1..T, no clean entries (README).
   d.t_min = 10
   d.t_max = 1000
   d.ada_kimg = 100.0
