@@ -30,7 +30,7 @@ def get_config(arg=None):
   config.train.sample_every_kimg = 200.0
   config.eval.metrics = 'fid50k_full'
   config.eval.every_kimg = 200.0
-  if arg == 'small':                  # 1/16 width: a CPU run that shows learning in ~30 minutes.
+  if arg == 'small':                  # 1/16 width: a CPU run that shows learning in ~3 minutes.
     config.model.G.channel_base = config.model.D.channel_base = 2048
     config.model.G.channel_max = config.model.D.channel_max = 32
     config.train.batch_size = 32
