@@ -87,8 +87,8 @@ def upfirdn2d(x, f, up: int = 1, down: int = 1, padding=0, gain: float = 1.0,
     flip_filter: False = convolution with f (reference default), True = correlation.
 
   The filter runs as weighted sums of shifted slices (per axis when it is separable), which
-  XLA fuses into elementwise loops. A depthwise `conv_general_dilated` computes the same thing
-  but XLA:CPU expands it to a dense convolution: 20x slower at 512 channels (see
+  XLA fuses into elementwise loops. A depthwise (feature-grouped) `conv_general_dilated` computes
+  the same thing, but XLA:CPU runs it about 70x slower at 512 channels (350 ms against 4.6 ms,
   benchmarks/resample_ops.py). Decimation happens inside the slices, not after them.
   """
   if x.ndim != 4:
