@@ -1,6 +1,6 @@
 """NHWC convolutions that stay on XLA:CPU's fast path, to every order of differentiation.
 
-XLA:CPU runs a convolution fast (Eigen) only in its plain form: stride 1, no dilation, no window
+XLA:CPU runs a convolution fast only in its plain form (measured): stride 1, no dilation, no window
 reversal. The convolutions a GAN step needs, and their derivatives, often are not plain:
 
 - a transposed convolution is an lhs-dilated one, and so is the input gradient of a strided
