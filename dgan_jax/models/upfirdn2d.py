@@ -52,8 +52,6 @@ def _filter_taps(f, gain: float, flip_filter: bool):
     f = jnp.asarray(f, jnp.float32) * gain
     return ('full', f if flip_filter else f[::-1, ::-1])
   f = np.asarray(f, np.float32) * np.float32(gain)
-  if f.ndim != 2:
-    raise ValueError(f'upfirdn2d needs a 2-D filter, got shape {f.shape}; use setup_filter().')
   if not flip_filter:
     f = f[::-1, ::-1]
   col = f.sum(axis=1)
