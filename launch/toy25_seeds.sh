@@ -4,13 +4,12 @@
 # e.g.  bash launch/toy25_seeds.sh runs/seeds "0 1 2 3 4"
 #       bash launch/toy25_seeds.sh runs/seeds_vanilla "0 1 2 3 4" --config.diffusion.enabled=False
 set -euo pipefail
-runs=${1:?runs dir}; seeds=${2:-"0 1 2 3 4"}; shift 2 || true
+runs=${1:?runs dir}; seeds=${2:-"0 1 2 3 4"}; shift $(( $# < 2 ? $# : 2 ))   # the rest: overrides
 mkdir -p "$runs"
 run() {
   python -m dgan_jax.main --config=configs/toy25.py --workdir="$runs/seed$1" --config.seed="$1" \
     "${@:2}" > "$runs/seed$1.log" 2>&1
 }
-set -- "$@"
 running=0
 for s in $seeds; do
   run "$s" "$@" &
