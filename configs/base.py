@@ -32,7 +32,6 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
 def get_base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.experiment = 'image'   # 'toy' (2-D MLPs, synthetic data) or 'image' (StyleGAN2 networks).
 
   config.data = ml_collections.ConfigDict()
   config.data.source = 'zip'    # toy25, zip (stylegan2-ada folder/zip), tfds.
@@ -49,6 +48,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.diffusion = get_diffusion_config()
 
   config.model = ml_collections.ConfigDict()  # Filled by the experiment config.
+  config.model.family = 'stylegan2'  # toy | stylegan2 (dgan_jax/families): networks, losses, phases.
 
   config.optim = ml_collections.ConfigDict()
   config.optim.g_lr = 0.0025
@@ -58,6 +58,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.optim.eps = 1e-8
 
   config.loss = ml_collections.ConfigDict()
+  config.loss.kind = 'non_saturating'  # non_saturating (softplus) | hinge.
   config.loss.r1_gamma = 0.01
   config.loss.r1_interval = 16  # Lazy R1 (0 disables R1).
   config.loss.pl_weight = 0.0
@@ -69,6 +70,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 64      # Global batch.
   config.train.batch_gpu = 16       # Reference per-GPU batch: the unit of mbstd groups and t_epl pools.
+  config.train.n_dis = 1            # D steps per G step (G main runs every n_dis steps; SNGAN: 5).
   config.train.subs_per_pass = 0    # 0: all of a device's sub-batches at once; k: k at a time
                                     # (gradient accumulation with rematerialisation, same result).
   config.train.total_kimg = 50_000.0
@@ -98,7 +100,7 @@ def get_image_config(preset: str, resolution: int, *, source: str = 'auto', name
   """An image experiment: the reference preset at a resolution, data and d_target."""
   from dgan_jax.models import presets
   config = get_base_config()
-  config.experiment = 'image'
+  config.model.family = 'stylegan2'
   config.data.source = source       # auto: the folder/zip at data.path if given, else tfds data.name.
   config.data.name = name
   config.data.resolution = resolution

@@ -23,7 +23,7 @@ import numpy as np
 from dgan_jax import diffusion, run_dir
 from dgan_jax.interop import reference_config, torch_pickle
 from dgan_jax.models import presets, torch_names
-from dgan_jax.networks import build_networks
+from dgan_jax.families import build_networks
 from dgan_jax.train_state import TrainState
 
 D_INIT = ('pickle', 'fresh')
@@ -80,7 +80,7 @@ def config_for_pickle(ref: ReferencePickle, config: ml_collections.ConfigDict | 
   if config is None:
     from configs import base  # pylint: disable=import-outside-toplevel
     derived = base.get_base_config()
-    derived.experiment = 'image'
+    derived.model.family = 'stylegan2'
     derived.data.resolution = int(g_kwargs['img_resolution'])
     presets.apply_preset(derived, 'auto')
   else:
@@ -138,7 +138,7 @@ def build_state(ref: ReferencePickle, config: ml_collections.ConfigDict,
   key = jax.random.key(config.seed)
   init_key, ctrl_key, run_key = jax.random.split(key, 3)   # as train.create_train_state
   shapes = jax.eval_shape(lambda: nets.init(init_key, config.train.batch_gpu))
-  g_params_shape, g_buffers_shape, d_params_shape = shapes
+  g_params_shape, g_buffers_shape, d_params_shape, _ = shapes
   expected_g = torch_names.to_torch_state_dict(_zeros_like_tree(g_params_shape),
                                                _zeros_like_tree(g_buffers_shape), 'G')
   sds = dict(ref.state_dicts)
@@ -179,8 +179,9 @@ def build_state(ref: ReferencePickle, config: ml_collections.ConfigDict,
   state = TrainState(
       step=jnp.asarray(step, jnp.int32), images_seen=jnp.asarray(nimg, jnp.int32),
       g_params=g_params, g_buffers=g_buffers, g_ema_params=g_ema_params, d_params=d_params,
-      g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params), diffusion=ctrl,
-      pl_mean=jnp.asarray(float(ref.progress.get('pl_mean') or 0.0), jnp.float32), key=run_key)
+      d_buffers={}, g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params), diffusion=ctrl,
+      pl_mean=jnp.asarray(float(ref.progress.get('pl_mean') or 0.0), jnp.float32), key=run_key,
+      extra={})
   return state, step
 
 

@@ -155,7 +155,7 @@ def test_imported_run_restores_in_the_training_loop_layout(tmp_path, fake_refere
       mimic_pickle(tmp_path / 's.pkl', fake_reference_modules, bundle), tmp_path / 'run', config)
   # Exactly the restore the training loop does on resume (replicated over the 8-device mesh).
   saved = run_dir.load_config(out)
-  from dgan_jax.networks import build_networks
+  from dgan_jax.families import build_networks
   mesh = steps.make_mesh()
   abstract = run_dir.abstract_state(saved, build_networks(saved), NamedSharding(mesh, P()))
   ckpt = checkpoint.Checkpointer(out)

@@ -21,8 +21,8 @@ def smoke_config(**train_overrides):
 def run_steps(config, devices, num_steps):
   """Runs the real step functions on a mesh of `devices`, as the loop does."""
   mesh, nets, g_tx, d_tx, state = train_helpers.start(config, devices)
-  step_fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=False)
-  r1_step = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=True)
+  step_fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, steps.Phases())
+  r1_step = steps.make_train_step(config, nets, mesh, g_tx, d_tx, steps.Phases(r1=True))
   update = steps.make_controller_update(config, mesh)
   data = train_helpers.global_batches(config, mesh)
   for i in range(num_steps):
@@ -117,6 +117,9 @@ def test_toy_end_to_end_outputs(tmp_path):
     ('train', 'batch_gpu', 16, 'sub-batches of train.batch_gpu=16'),
     ('train', 'batch_gpu', 48, 'positive multiple of train.batch_gpu=48'),
     ('model', 't_embedding', 'learned', "t_embedding='learned' is unknown"),
+    ('model', 'family', 'biggan', "model.family='biggan' is unknown"),
+    ('loss', 'kind', 'wasserstein', "loss.kind='wasserstein' is unknown"),
+    ('train', 'n_dis', 0, 'train.n_dis=0 must be an integer >= 1'),
 ])
 def test_bad_config_fails_before_compiling(tmp_path, section, field, value, message):
   config = smoke_config(batch_size=64, batch_gpu=8)

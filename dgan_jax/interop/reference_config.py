@@ -46,7 +46,8 @@ def generator_kwargs(config: ml_collections.ConfigDict) -> dict:
 
 
 def discriminator_kwargs(config: ml_collections.ConfigDict) -> dict:
-  """`Discriminator(**kwargs)` arguments of the reference (t-conditioned, t_dim=1)."""
+  """`Discriminator(**kwargs)` arguments of the reference (t-conditioned: t_dim=1; the vanilla D of
+  a run without diffusion: t_dim=0, which is stylegan2-ada's discriminator)."""
   m, d = config.model, config.model.D
   if d.t_embedding != 'raw':
     raise ValueError(
@@ -55,7 +56,8 @@ def discriminator_kwargs(config: ml_collections.ConfigDict) -> dict:
         'without it (--with_d=false).')
   return dict(
       c_dim=int(m.c_dim), img_resolution=int(config.data.resolution),
-      img_channels=int(config.data.channels), t_dim=1, architecture=str(d.architecture),
+      img_channels=int(config.data.channels), t_dim=int(bool(config.diffusion.enabled)),
+      architecture=str(d.architecture),
       channel_base=int(d.channel_base), channel_max=int(d.channel_max),
       num_fp16_res=int(m.num_fp16_res), conv_clamp=_clamp(m.conv_clamp),
       cmap_dim=int(d.cmap_dim) if d.cmap_dim else None, block_kwargs={},
