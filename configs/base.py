@@ -81,6 +81,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 3
   config.train.sample_every_kimg = 200.0
   config.train.distributed = False  # Call jax.distributed.initialize() (multi-host).
+  config.train.resume_from = ''     # Transfer learning: start a new run from a reference/stylegan2-ada
+                                    # pickle (fresh optimizer and progress; reference --resume).
+  config.train.freeze_d = 0         # Freeze-D: the first N D layers get no updates (reference --freezed).
 
   config.eval = ml_collections.ConfigDict()
   config.eval.metrics = ''          # Comma list, e.g. 'fid50k_full,kid50k_full,is50k,pr50k3_full'.

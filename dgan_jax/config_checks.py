@@ -1,6 +1,8 @@
 """Config validation: every bad value fails here, with the fix, before anything is compiled."""
 from __future__ import annotations
 
+import pathlib
+
 import ml_collections
 
 from dgan_jax import diffusion, families
@@ -25,6 +27,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         f'train.batch_size={t.batch_size} cannot be split over {num_devices} devices in whole '
         f'sub-batches of train.batch_gpu={t.batch_gpu}: use a batch_size that is a multiple of '
         f'{num_devices * t.batch_gpu}, or a batch_gpu that divides {t.batch_size // num_devices}.')
+  resume_from = t.get('resume_from', '')
+  if resume_from and not pathlib.Path(resume_from).expanduser().is_file():
+    problems.append(f'train.resume_from={resume_from!r}: no such file; give the path of a reference '
+                    'or stylegan2-ada network pickle (.pkl), or leave it empty.')
   if t.total_kimg <= 0:
     problems.append(f'train.total_kimg={t.total_kimg} must be > 0.')
   if t.ema_kimg < 0:

@@ -100,6 +100,32 @@ class Evaluator:
     return value < best if self.lower_is_better else value > best
 
 
+def training_evaluator(config: ml_collections.ConfigDict, nets: Networks, label_dist=None):
+  """The in-loop Evaluator, or None. A metric whose feature-network weights are missing (e.g. the
+  FID Inception file on an offline machine) is skipped with a warning naming the file, so a run
+  (an imported one, say) trains offline; `--mode=eval` still fails on it. Bad names still fail."""
+  from dgan_jax.metrics import evaluate
+  names = [n.strip() for n in config.eval.metrics.split(',') if n.strip()]
+  for name in names:
+    evaluate.parse_metric(name)
+  kept = []
+  for name in names:
+    try:
+      evaluate.feature_nets_for([name], config.eval.inception_path or None,
+                                config.eval.vgg16_path or None,
+                                parse_domain_nets(config.eval.domain_nets))
+      kept.append(name)
+    except FileNotFoundError as e:
+      logging.warning('Metric %s skipped: %s', name, e)
+      print(f'WARNING: metric {name} skipped for this run, its weights are missing: {e}',
+            flush=True)
+  if not kept:
+    return None
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.eval.metrics = ','.join(kept)
+  return Evaluator(config, nets, label_dist)
+
+
 def write_results(workdir: pathlib.Path, step: int, kimg: float, results: dict, writer) -> None:
   """One JSON line per evaluation in `metrics.jsonl` (as the reference's metric-*.jsonl)."""
   writer.write_scalars(step, {f'metrics/{k}': v for k, v in results.items()})

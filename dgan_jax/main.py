@@ -7,6 +7,8 @@ Config overrides: `--config.diffusion.target=0.7`; variants: `--config=configs/c
 """
 import logging as pylogging
 import os
+import pathlib
+import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
@@ -17,8 +19,34 @@ from ml_collections import config_flags  # noqa: E402
 from dgan_jax import train  # noqa: E402
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', 'configs/from_workdir.py', 'Experiment config file '
-                                '(default: the run\'s saved config.json).', lock_config=True)
+
+
+def configs_dir() -> pathlib.Path:
+  """The experiment configs shipped with the package (`configs/`, installed beside dgan_jax)."""
+  import configs  # pylint: disable=import-outside-toplevel
+  return pathlib.Path(configs.__file__).resolve().parent
+
+
+def resolve_config_arg(argv: list[str]) -> list[str]:
+  """`--config=configs/x.py[:variant]` works from any folder: a path that does not exist here is
+  looked up among the installed configs (`configs/cifar10.py`, `cifar10.py` or `cifar10`)."""
+  out = []
+  for arg in argv:
+    if arg.startswith('--config='):
+      path, sep, variant = arg[len('--config='):].partition(':')
+      if path and not pathlib.Path(path).exists():
+        name = pathlib.Path(path).name
+        candidate = configs_dir() / (name if name.endswith('.py') else name + '.py')
+        if candidate.exists():
+          arg = f'--config={candidate}{sep}{variant}'
+    out.append(arg)
+  return out
+
+
+config_flags.DEFINE_config_file('config', str(configs_dir() / 'from_workdir.py'),
+                                'Experiment config file (default: the run\'s saved config.json); '
+                                'a name like configs/cifar10.py:small also works from outside the '
+                                'checkout.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and outputs.')
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'generate'], 'train (resumes from the '
                   'workdir), eval (config.eval.metrics of the latest checkpoint) or generate.')
@@ -66,4 +94,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, argv=resolve_config_arg(sys.argv))

@@ -56,6 +56,8 @@ def setup_config(config: ml_collections.ConfigDict, num_devices: int):
   config_checks.validate(config, num_devices)
   family = families.get(config)
   family.prepare(config)
+  if config.train.get('resume_from') and config.train.ema_rampup:
+    config.train.ema_rampup = 0.0     # As the reference on --resume: no EMA ramp-up.
   return family
 
 
@@ -97,7 +99,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   g_tx, d_tx = family.make_optimizers(config)
   replicated = NamedSharding(mesh, P())
   label_dist = family.label_distribution(config)
-  evaluator = evaluation.Evaluator(config, nets, label_dist) if config.eval.metrics else None
+  evaluator = evaluation.training_evaluator(config, nets, label_dist)
 
   # --- State: fresh or restored ------------------------------------------------------------------
   init = jax.jit(lambda: family.init_state(config, nets, g_tx, d_tx), out_shardings=replicated)
@@ -106,10 +108,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     abstract = checkpoint.abstract_like(jax.eval_shape(init), replicated)
     state = ckpt.restore(abstract)
     logging.info('Resumed from %s at step %d.', ckpt.directory, int(state.step))
+  elif config.train.resume_from:
+    state, notes = family.transfer_state(config, init(), config.train.resume_from)
+    state = jax.device_put(state, replicated)
+    for note in [f'Transfer learning from {config.train.resume_from}: fresh optimizer state and '
+                 'progress, EMA ramp-up off (reference --resume).'] + notes:
+      logging.info(note)
+      if is_main:
+        print(note, flush=True)
   else:
     state = init()
   start = int(state.step)
   num_steps = total_steps(config)
+  if start > num_steps:
+    raise ValueError(
+        f'The run in {workdir} is at step {start} ({int(state.images_seen) / 1000:g} kimg), past '
+        f'train.total_kimg={config.train.total_kimg:g} ({num_steps} steps): nothing to train. Set '
+        f'--config.train.total_kimg above {int(state.images_seen) / 1000:g} to continue.')
   end = num_steps if stop_after_steps is None else min(num_steps, start + stop_after_steps)
 
   # --- Compiled steps ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from configs import cifar10
-from dgan_jax import train
+from dgan_jax import evaluation, families, train
 from dgan_jax.metrics.extract import FeatureNet
 
 
@@ -62,9 +62,15 @@ def test_bad_metric_name_fails_before_training(config, tmp_path):
   assert not (tmp_path / 'run' / 'checkpoints').exists()
 
 
-def test_missing_inception_weights_name_the_file(config, tmp_path):
-  config.eval.metrics = 'fid50k_full'
+def test_missing_inception_weights_name_the_file(config, tmp_path, capsys):
+  """--mode=eval fails naming the file; training skips the metric with a warning (offline runs)."""
+  config.eval.metrics = 'fid50k_full,kid1k-tiny'
   config.eval.inception_path = str(tmp_path / 'nowhere' / 'pt_inception-2015-12-05-6726825d.pth')
+  nets = families.build_networks(config)
   with pytest.raises(FileNotFoundError, match='pt_inception-2015-12-05'):
-    train.train_and_evaluate(config, str(tmp_path / 'run'))
-  assert not (tmp_path / 'run' / 'checkpoints').exists()
+    evaluation.Evaluator(config, nets)
+  evaluator = evaluation.training_evaluator(config, nets)
+  assert evaluator.names == ['kid1k-tiny']
+  assert 'metric fid50k_full skipped' in capsys.readouterr().out
+  config.eval.metrics = 'fid50k_full'
+  assert evaluation.training_evaluator(config, nets) is None

@@ -214,7 +214,8 @@ def test_bad_pickles_give_clear_messages(tmp_path, fake_reference_modules, smoke
   out = import_torch.import_pickle(ada_pkl, tmp_path / 'c', config, init_d='fresh')
   saved = run_dir.load_config(out)
   _, state = run_dir.restore_state(out, saved)
-  assert int(state.step) == 0 and float(state.diffusion.p) == 0.0   # no progress entry
+  # No progress entry: step 0, and p from the snapshot's Diffusion module (its p = 0.25).
+  assert int(state.step) == 0 and float(state.diffusion.p) == 0.25
   np.testing.assert_array_equal(export.bundle(saved, state)['G']['mapping.fc0.weight'],
                                 bundle['G']['mapping.fc0.weight'])
   with pytest.raises(FileExistsError, match='new --out'):

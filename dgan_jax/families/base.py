@@ -7,7 +7,8 @@ interface, so a new family is one module set and a config, never a branch in the
   prepare(config)                   dataset-dependent config (label count), before compiling
   build_networks(config)            Networks (G, D and how the steps call them)
   make_optimizers(config)           (g_tx, d_tx)
-  init_state(config, nets, g_tx, d_tx, num_pools) -> TrainState (pure; same seed, same state)
+  init_state(config, nets, g_tx, d_tx) -> TrainState (pure; same seed, same state)
+  transfer_state(config, fresh, path) networks from a pickle into a fresh state (resume_from)
   make_steps(config, nets, mesh, g_tx, d_tx, label_dist) -> Steps (compiled variants + selector)
   data_iterator(config, start_step) this host's batches from `start_step` (exact resume)
   label_distribution(config)        the training labels' distribution (fake labels are drawn from it)
@@ -72,6 +73,13 @@ class Family:
         d_buffers=d_buffers, g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
         diffusion=diffusion.init_state(ctrl_key, config.diffusion, num_pools),
         pl_mean=jnp.zeros((), jnp.float32), key=run_key, extra=self.init_extra(config, nets))
+
+  def transfer_state(self, config: ml_collections.ConfigDict, fresh: TrainState, path: str):
+    """`config.train.resume_from`: a fresh state with networks from a pickle; returns (state,
+    notes). Families without a reference pickle format refuse."""
+    del fresh
+    raise ValueError(f'config.train.resume_from={path!r}: the {self.name!r} family cannot start '
+                     'from a pickle; leave train.resume_from empty.')
 
   def init_extra(self, config: ml_collections.ConfigDict, nets: Networks) -> dict:
     del config, nets

@@ -110,8 +110,9 @@ def model_from_kwargs(config: ml_collections.ConfigDict, g_kwargs: Mapping,
   d_map = _with_defaults(d.get('mapping_kwargs'), _D_MAPPING_DEFAULTS)
   d_epi = _with_defaults(d.get('epilogue_kwargs'), _D_EPILOGUE_DEFAULTS)
   problems = []
-  if int(d['t_dim']) != 1:
-    problems.append(f"t_dim={d['t_dim']} (dgan_jax's raw t embedding has t_dim 1)")
+  if int(d['t_dim']) not in (0, 1):
+    problems.append(f"t_dim={d['t_dim']} (dgan_jax's raw t embedding has t_dim 1; 0 is the "
+                    'vanilla D)')
   if int(d['num_fp16_res']) != m.num_fp16_res or _clamp(d['conv_clamp']) != _clamp(m.conv_clamp):
     problems.append(f"num_fp16_res/conv_clamp differ between G ({m.num_fp16_res}, "
                     f"{m.conv_clamp}) and D ({d['num_fp16_res']}, {d['conv_clamp']})")
@@ -128,6 +129,8 @@ def model_from_kwargs(config: ml_collections.ConfigDict, g_kwargs: Mapping,
   m.D.mbstd_group_size = int(d_epi['mbstd_group_size'] or 0)
   m.D.mbstd_num_channels = int(d_epi['mbstd_num_channels'])
   m.D.t_embedding = 'raw'
+  if int(d['t_dim']) == 0:           # A t-less D: a run without diffusion (vanilla StyleGAN2).
+    config.diffusion.enabled = False
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
