@@ -49,6 +49,8 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()  # Filled by the experiment config.
   config.model.family = 'stylegan2'  # toy | stylegan2 (dgan_jax/families): networks, losses, phases.
+  config.model.allow_tf32 = False    # False: float32 matmuls/convs at 'highest' precision on GPUs
+                                     # (the reference's --allow-tf32 default); True: TF32 / bf16 passes.
 
   config.optim = ml_collections.ConfigDict()
   config.optim.g_lr = 0.0025

@@ -69,8 +69,11 @@ class DiscriminatorBlock(nn.Module):
       x = x.astype(self.dtype)
     kw = dict(activation='lrelu', conv_clamp=self.conv_clamp)
     if self.in_channels == 0 or self.architecture == 'skip':
-      img = img.astype(self.dtype)
+      # The image path and fromrgb stay float32 in every block: bfloat16 rounding of the diffused
+      # image is larger than the diffusion noise at small t (docs/models.md, reduced precision).
+      img = img.astype(jnp.float32)
       y = Conv2dLayer(self.img_channels, self.tmp_channels, 1, name='fromrgb', **kw)(img)
+      y = y.astype(self.dtype)
       x = x + y if x is not None else y
       img = fir.downsample2d(img, layers.RESAMPLE_FILTER) if self.architecture == 'skip' else None
     conv0 = Conv2dLayer(self.tmp_channels, self.tmp_channels, 3, name='conv0', **kw)
