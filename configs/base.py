@@ -76,6 +76,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train.subs_per_pass = 0    # 0: all of a device's sub-batches at once; k: k at a time
                                     # (gradient accumulation with rematerialisation, same result).
   config.train.total_kimg = 50_000.0
+  config.train.total_steps = 0      # > 0: train this many steps instead of total_kimg.
+  config.train.verbose_logs = False # True: clu also logs every scalar (default: one progress line).
   config.train.ema_kimg = 500.0
   config.train.ema_rampup = 0.05    # None/0 disables the ramp-up.
   config.train.log_every_steps = 100

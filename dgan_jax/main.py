@@ -59,6 +59,7 @@ flags.DEFINE_float('trunc', 1.0, 'generate: truncation psi.')
 flags.DEFINE_enum('noise_mode', 'const', ['const', 'random', 'none'], 'generate: noise mode.')
 flags.DEFINE_integer('class_idx', None, 'generate: class label of a conditional model.')
 flags.DEFINE_string('outdir', None, 'generate: output folder (default <workdir>/generate).')
+flags.DEFINE_integer('step', None, 'eval / generate: the checkpoint step (default: the latest).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -76,6 +77,8 @@ def main(argv):
   if 'missing_run_config' in config:
     raise app.UsageError(f'No --config given and no saved run config at {config.missing_run_config}: '
                          'pass --config=configs/<experiment>.py (e.g. configs/cifar10.py).')
+  if not config.train.get('verbose_logs', False):
+    logging.set_verbosity(logging.WARNING)   # One progress line per interval; details: verbose_logs.
   if config.train.distributed:
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # CPU hosts; GPUs/TPUs unaffected.
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
@@ -84,11 +87,11 @@ def main(argv):
   if FLAGS.mode == 'train':
     train.train_and_evaluate(config, FLAGS.workdir)
   elif FLAGS.mode == 'eval':
-    train.evaluate_run(config, FLAGS.workdir)
+    train.evaluate_run(config, FLAGS.workdir, FLAGS.step)
   elif FLAGS.mode == 'generate':
     from dgan_jax import generate  # pylint: disable=import-outside-toplevel
     paths = generate.run(FLAGS.workdir, FLAGS.seeds, FLAGS.trunc, FLAGS.noise_mode,
-                         FLAGS.class_idx, FLAGS.outdir, config)
+                         FLAGS.class_idx, FLAGS.outdir, config, step=FLAGS.step)
     print(f'Wrote {len(paths["seeds"])} images, {paths["grid"].name} and the interpolation to '
           f'{paths["grid"].parent}')
 

@@ -44,7 +44,23 @@ def make_data_iterator(config: ml_collections.ConfigDict, start_step: int):
 
 
 def total_steps(config: ml_collections.ConfigDict) -> int:
+  """`train.total_steps` when set, else `train.total_kimg` in steps of the global batch."""
+  if config.train.get('total_steps', 0):
+    return int(config.train.total_steps)
   return int(np.ceil(config.train.total_kimg * 1000 / config.train.batch_size))
+
+
+def make_writer(workdir: pathlib.Path, config: ml_collections.ConfigDict, is_main: bool):
+  """TensorBoard events (main process); every scalar also logged with `train.verbose_logs`.
+
+  By default the console shows one progress line per log interval (see _print_progress), not clu's
+  per-metric log lines."""
+  if not is_main:
+    return metric_writers.MultiWriter([])
+  writers = [metric_writers.SummaryWriter(str(workdir))]
+  if config.train.get('verbose_logs', False):
+    writers.append(metric_writers.LoggingWriter())
+  return metric_writers.MultiWriter(writers)
 
 
 def kimg_to_steps(config: ml_collections.ConfigDict, kimg: float) -> int:
@@ -94,7 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   is_main = jax.process_index() == 0
   if is_main:
     (workdir / 'config.json').write_text(config.to_json(indent=2))
-  writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
+  writer = make_writer(workdir, config, is_main)
   nets = family.build_networks(config)
   g_tx, d_tx = family.make_optimizers(config)
   replicated = NamedSharding(mesh, P())
@@ -108,6 +124,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     abstract = checkpoint.abstract_like(jax.eval_shape(init), replicated)
     state = ckpt.restore(abstract)
     logging.info('Resumed from %s at step %d.', ckpt.directory, int(state.step))
+    if is_main:
+      print(f'Resumed from {ckpt.directory} at step {int(state.step)}.', flush=True)
   elif config.train.resume_from:
     state, notes = family.transfer_state(config, init(), config.train.resume_from)
     state = jax.device_put(state, replicated)
@@ -148,11 +166,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   history = [h for h in _load_history(workdir) if h['step'] <= start]
   stop = _StopFlag()
   t0, step = time.time(), start
+  clock = _SteadyClock(start)
   try:
     while step < end and not stop.set:
       batch = next(data)
       state, metrics = train_step(step, state, batch)
       step += 1
+      clock.tick(step, state)
       if adaptive and step % ada_every == 0:
         state = update_controller(state)
       if step % config.train.log_every_steps == 0 or step == end:
@@ -160,7 +180,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         row = _log(writer, step, state, metrics, config, images_per_sec)
         history.append(row)
         if is_main:
-          _print_progress(row, step, num_steps, start, time.time() - t0, config)
+          _print_progress(row, step, num_steps, clock, config)
       report(step)
       if ckpt_every and step % ckpt_every == 0:
         ckpt.save(step, state, config)
@@ -242,15 +262,38 @@ def _log(writer, step: int, state: TrainState, metrics, config, images_per_sec: 
   return row
 
 
-def _print_progress(row: dict, step: int, num_steps: int, start: int, elapsed: float, config) -> None:
-  """One human-readable progress line on stdout (clu's ReportProgress also logs steps/s and ETA)."""
-  rate = (step - start) / max(elapsed, 1e-9)
-  eta = (num_steps - step) / max(rate, 1e-9)
-  speed = f'{rate:.1f} steps/s' if rate >= 1 else f'{1 / max(rate, 1e-9):.1f} s/step'
+class _SteadyClock:
+  """Speed and ETA from steady-state steps: the clock starts once the first step (which includes
+  compiling) has finished, so the ETA is not inflated by compile time."""
+
+  def __init__(self, start: int):
+    self.start, self.t_first, self.first = start, None, None
+
+  def tick(self, step: int, state) -> None:
+    if self.t_first is None:
+      jax.block_until_ready(state.step)
+      self.t_first, self.first = time.time(), step
+
+  def rate(self, step: int) -> float | None:
+    """Steps per second since the first step, or None before a second step finished."""
+    if self.t_first is None or step <= self.first:
+      return None
+    return (step - self.first) / max(time.time() - self.t_first, 1e-9)
+
+
+def _print_progress(row: dict, step: int, num_steps: int, clock: _SteadyClock, config) -> None:
+  """One human-readable progress line on stdout, with speed and ETA from steady-state steps."""
+  rate = clock.rate(step)
+  if rate is None:
+    speed, eta_text = 'compiling', 'ETA -'
+  else:
+    eta = (num_steps - step) / max(rate, 1e-9)
+    speed = f'{rate:.1f} steps/s' if rate >= 1 else f'{1 / max(rate, 1e-9):.1f} s/step'
+    eta_text = f'ETA {int(eta // 3600)}h{int(eta % 3600 // 60):02d}m' if eta >= 3600 else \
+        f'ETA {int(eta // 60)}m{int(eta % 60):02d}s'
   level = (f'T {row["T"]} p {row["p"]:.4f} r_d {row["r_d"]:+.3f} | ' if 'T' in row else '')
   print(f'step {step}/{num_steps} kimg {step * config.train.batch_size / 1000:.1f} | {level}'
-        f'loss G {row["loss/G"]:.3f} D {row["loss/D"]:.3f} | {speed} | '
-        f'ETA {int(eta // 60)}m{int(eta % 60):02d}s', flush=True)
+        f'loss G {row["loss/G"]:.3f} D {row["loss/D"]:.3f} | {speed} | {eta_text}', flush=True)
 
 
 def _load_history(workdir: pathlib.Path) -> list:
@@ -262,9 +305,9 @@ def _save_history(workdir: pathlib.Path, history: list) -> None:
   (workdir / 'diffusion_history.json').write_text(json.dumps(history))
 
 
-def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """`--mode=eval`: the metrics of the latest checkpoint in `workdir` (G_ema), logged to
-  `metrics.jsonl` and TensorBoard."""
+def evaluate_run(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict:
+  """`--mode=eval`: the metrics of checkpoint `step` (default: the latest) in `workdir` (G_ema),
+  logged to `metrics.jsonl` and TensorBoard."""
   mesh = steps.make_mesh()
   family = setup_config(config, mesh.size)
   if not config.eval.metrics:
@@ -274,10 +317,14 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     raise FileNotFoundError(f'No checkpoint under {workdir / "checkpoints"}; train first or check '
                             '--workdir.')
   from dgan_jax import run_dir
-  nets, state = run_dir.restore_state(workdir, config)
+  if step is not None and not (workdir / 'checkpoints' / str(step)).is_dir():
+    steps_there = sorted(int(p.name) for p in (workdir / 'checkpoints').glob('[0-9]*'))
+    raise FileNotFoundError(f'No checkpoint at step {step} under {workdir / "checkpoints"}; '
+                            f'the run has steps {steps_there}.')
+  nets, state = run_dir.restore_state(workdir, config, step)
   evaluator = evaluation.Evaluator(config, nets, family.label_distribution(config))
   results = evaluator(state)
-  writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
+  writer = make_writer(workdir, config, jax.process_index() == 0)
   if jax.process_index() == 0:
     evaluation.write_results(workdir, int(state.step),
                              int(state.images_seen) / 1000, results, writer)

@@ -53,6 +53,11 @@ def test_metrics_in_the_loop_keep_the_best_and_eval_mode_agrees(config, tmp_path
   results = train.evaluate_run(config, str(workdir))
   assert results['fid1k-tiny'] == pytest.approx(values[-1], rel=1e-5)
   assert len((workdir / 'metrics.jsonl').read_text().splitlines()) == 3
+  # An earlier checkpoint by --step: the value the loop measured at that step.
+  earlier = train.evaluate_run(config, str(workdir), step=2)
+  assert earlier['fid1k-tiny'] == pytest.approx(values[0], rel=1e-5)
+  with pytest.raises(FileNotFoundError, match='no checkpoint at step 3|No checkpoint at step 3'):
+    train.evaluate_run(config, str(workdir), step=3)
 
 
 def test_bad_metric_name_fails_before_training(config, tmp_path):

@@ -63,7 +63,7 @@ def test_gradient_accumulation_gives_the_same_step(config):
 def test_image_run_end_to_end_and_resume(config, tmp_path):
   config.train.total_kimg = 16 * 6 / 1000
   full = train.train_and_evaluate(config, str(tmp_path / 'full'))
-  for name in ('reals.png', 'fakes000000.png', 'config.json', 'diffusion_trajectory.png'):
+  for name in ('reals.png', 'fakes_step0000006.png', 'config.json', 'diffusion_trajectory.png'):
     assert (tmp_path / 'full' / name).exists(), name
   train.train_and_evaluate(config, str(tmp_path / 'split'), stop_after_steps=3)
   resumed = train.train_and_evaluate(config, str(tmp_path / 'split'))
