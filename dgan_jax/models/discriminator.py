@@ -170,7 +170,9 @@ class Discriminator(nn.Module):
     return self.t_embed_dim if self.t_embedding == 'sinusoidal' else 1
 
   @nn.compact
-  def __call__(self, img, c, t):
+  def __call__(self, img, c, t, return_feats: bool = False):
+    """Logits [N, 1]; with `return_feats`, (logits, the 4x4 trunk features [N, 4, 4, C] that enter
+    the epilogue), as InsGen's D (reference `return_feats`)."""
     res = self.img_resolution
     if img.ndim != 4 or img.shape[1:] != (res, res, self.img_channels):
       raise ValueError(f'D: img must be NHWC [N, {res}, {res}, {self.img_channels}], got '
@@ -206,11 +208,12 @@ class Discriminator(nn.Module):
                             num_layers=self.mapping_layers,
                             lr_multiplier=self.mapping_lr_multiplier,
                             w_avg_beta=None, name='mapping')(None, c_t)
-    return DiscriminatorEpilogue(
+    out = DiscriminatorEpilogue(
         channels(4), cmap_dim, resolution=4, img_channels=self.img_channels,
         architecture=self.architecture, mbstd_group_size=self.mbstd_group_size,
         mbstd_num_channels=self.mbstd_num_channels, conv_clamp=self.conv_clamp, name='b4')(
             x, img, cmap)
+    return (out, x) if return_feats else out
 
 
 def apply_in_sub_batches(discriminator: Discriminator, variables, img, c, t, batch_gpu: int):
