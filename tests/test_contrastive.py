@@ -77,3 +77,18 @@ def test_init_head_matches_the_reference_layout():
   for a, b in zip(jax.tree.leaves(head.params), jax.tree.leaves(head.momentum_params)):
     np.testing.assert_array_equal(a, b)
   assert float(jnp.abs(head.params['fc0']['kernel']).max()) <= 1 / np.sqrt(C)
+
+
+def test_discriminator_features_equal_recorded_reference():
+  """D's 4x4 trunk features (return_feats) and logits = the reference InsGen D's, within 1e-5."""
+  from dgan_jax.models import torch_names  # pylint: disable=import-outside-toplevel
+  from dgan_jax.models.discriminator import Discriminator  # pylint: disable=import-outside-toplevel
+  data = np.load(FIXTURE)
+  sd = {k[len('D/sd/'):]: data[k] for k in data.files if k.startswith('D/sd/')}
+  params, _ = torch_names.from_torch_state_dict(sd, 'D')
+  d = Discriminator(img_resolution=16, img_channels=3, architecture='resnet', channel_base=128,
+                    channel_max=16, conv_clamp=256, mbstd_group_size=2)
+  logits, feats = d.apply({'params': params}, jnp.asarray(data['D/img']), jnp.zeros((4, 0)),
+                          jnp.asarray(data['D/t']), return_feats=True)
+  np.testing.assert_allclose(np.asarray(feats), data['D/feats'], atol=1e-5)
+  np.testing.assert_allclose(np.asarray(logits), data['D/logits'], atol=1e-5)
