@@ -43,6 +43,26 @@ class Phases:
   r1: bool = False     # Lazy R1 of D.
 
 
+@dataclasses.dataclass(frozen=True)
+class Extension:
+  """What a family adds to the generic step (InsGen: contrastive terms, heads, queues, D_ema).
+
+  Per-sub-batch functions run inside the phases' sub-batch map, so they see one reference GPU's
+  samples; `fake` carries the sub-batch's generated images, latents and labels.
+
+  begin(state) -> state                                  at the start of each step
+  g_loss(state, g_params, key, fake) -> (loss, metrics)  added to G main's per-sub-batch loss
+  d_params(state) -> pytree                              extra trainables of D main (heads)
+  d_loss(state, d_params, extra, key, real, c, fake) -> (loss, aux)   added to D main's loss
+  d_apply(state, extra_grads, aux) -> (state, metrics)   after D main (head updates, queues)
+  """
+  begin: object = None
+  g_loss: object = None
+  d_params: object = None
+  d_loss: object = None
+  d_apply: object = None
+
+
 def phase_schedule(config: ml_collections.ConfigDict):
   """(variants, select): every Phases a run needs, and `select(step) -> Phases`.
 
@@ -175,8 +195,9 @@ def label_sampler(c_dim: int, label_dist=None):
 
 def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax.sharding.Mesh,
                     g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
-                    phases: Phases, label_dist=None):
+                    phases: Phases, label_dist=None, extension: Extension | None = None):
   """Returns a jitted `step(state, batch) -> (state, metrics)`; batch = {'image', 'label'}."""
+  ext = extension or Extension()
   subs = SubBatches(config, mesh)
   batch_size, batch_gpu = subs.batch_size, subs.batch_gpu
   dcfg, loss_cfg = config.diffusion, config.loss
@@ -187,7 +208,7 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
 
   def generate_and_score(g_params, g_buffers, d_params, d_buffers, ctrl, key, pool):
     """Fresh latents and labels -> G -> diffusion -> D, for one sub-batch.
-    Returns (logits, new G buffers, new D buffers)."""
+    Returns (logits, new G buffers, new D buffers, fake = {'x', 'z', 'c'})."""
     kz, kc, kg, kd = jax.random.split(key, 4)
     z = jax.random.normal(kz, (batch_gpu, nets.z_dim), jnp.float32)
     c = draw_labels(kc, batch_gpu)
@@ -195,56 +216,74 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
                                  style_mixing_prob=loss_cfg.style_mixing_prob)
     logits, d_buffers = nets.score(d_params, d_buffers, x, c, kd, ctrl, pool, dcfg,
                                    update_buffers=True)
-    return logits, g_buffers, d_buffers
+    return logits, g_buffers, d_buffers, {'x': x, 'z': z, 'c': c}
 
   def g_main(state, step_key):
     keys, pools = subs.keys(step_key, PHASE_G_MAIN)
 
-    def loss_fn(g_params):
-      logits, g_buffers, d_buffers = subs.map(
-          lambda k, pool: generate_and_score(g_params, state.g_buffers, state.d_params,
-                                             state.d_buffers, state.diffusion, k, pool),
-          keys, pools)
-      return mean(g_loss(kind, logits)), (logits, g_buffers, d_buffers)
+    def per_sub(g_params, key, pool):
+      k_main, k_ext = jax.random.split(key)
+      logits, g_buffers, d_buffers, fake = generate_and_score(
+          g_params, state.g_buffers, state.d_params, state.d_buffers, state.diffusion, k_main,
+          pool)
+      extra, extra_metrics = (ext.g_loss(state, g_params, k_ext, fake) if ext.g_loss
+                              else (jnp.zeros(()), {}))
+      return logits, g_buffers, d_buffers, extra, extra_metrics
 
-    (loss, (logits, g_buffers, d_buffers)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.g_params)
+    def loss_fn(g_params):
+      logits, g_buffers, d_buffers, extra, extra_metrics = subs.map(
+          lambda k, pool: per_sub(g_params, k, pool), keys, pools)
+      loss = mean(g_loss(kind, logits)) + mean(extra)
+      return loss, (logits, g_buffers, d_buffers, extra_metrics)
+
+    (loss, (logits, g_buffers, d_buffers, extra_metrics)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.g_params)
     updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
     state = state.replace(g_params=optax.apply_updates(state.g_params, updates),
                           g_opt_state=g_opt_state,
                           g_buffers=subs.merge(state.g_buffers, g_buffers),
                           d_buffers=subs.merge(state.d_buffers, d_buffers))
     return state, {'loss/G': loss, 'scores/fake_G': mean(logits),
-                   'signs/fake_G': mean(jnp.sign(logits))}
+                   'signs/fake_G': mean(jnp.sign(logits)),
+                   **{k: mean(v) for k, v in extra_metrics.items()}}
 
   def d_main(state, reals, labels, step_key):
     keys, pools = subs.keys(step_key, PHASE_D_MAIN)
 
-    def per_sub(d_params, key, real, c, pool):
-      k_fake, k_real = jax.random.split(key)
-      fake, g_buffers, d_buffers = generate_and_score(
+    def per_sub(d_params, extra_params, key, real, c, pool):
+      k_fake, k_real, k_ext = jax.random.split(key, 3)
+      fake, g_buffers, d_buffers, fake_batch = generate_and_score(
           jax.lax.stop_gradient(state.g_params), state.g_buffers, d_params, state.d_buffers,
           state.diffusion, k_fake, pool)
-      real, d_buffers = nets.score(d_params, d_buffers, real, c, k_real, state.diffusion, pool,
-                                   dcfg, update_buffers=True)
-      return fake, real, g_buffers, d_buffers
+      real_logits, d_buffers = nets.score(d_params, d_buffers, real, c, k_real, state.diffusion,
+                                          pool, dcfg, update_buffers=True)
+      extra, aux = (ext.d_loss(state, d_params, extra_params, k_ext, real, c, fake_batch)
+                    if ext.d_loss else (jnp.zeros(()), {}))
+      return fake, real_logits, g_buffers, d_buffers, extra, aux
 
-    def loss_fn(d_params):
-      fake, real, g_buffers, d_buffers = subs.map(
-          lambda k, x, c, pool: per_sub(d_params, k, x, c, pool), keys, reals, labels, pools)
+    def loss_fn(d_params, extra_params):
+      fake, real, g_buffers, d_buffers, extra, aux = subs.map(
+          lambda k, x, c, pool: per_sub(d_params, extra_params, k, x, c, pool),
+          keys, reals, labels, pools)
       real_terms, fake_terms = d_loss_terms(kind, real, fake)
-      return mean(fake_terms) + mean(real_terms), (fake, real, g_buffers, d_buffers)
+      loss = mean(fake_terms) + mean(real_terms) + mean(extra)
+      return loss, (fake, real, g_buffers, d_buffers, aux)
 
-    (loss, (fake, real, g_buffers, d_buffers)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.d_params)
+    extra_params = ext.d_params(state) if ext.d_params else {}
+    (loss, (fake, real, g_buffers, d_buffers, aux)), (grads, extra_grads) = jax.value_and_grad(
+        loss_fn, argnums=(0, 1), has_aux=True)(state.d_params, extra_params)
     updates, d_opt_state = d_tx.update(grads, state.d_opt_state, state.d_params)
     state = state.replace(d_params=optax.apply_updates(state.d_params, updates),
                           d_opt_state=d_opt_state,
                           g_buffers=subs.merge(state.g_buffers, g_buffers),
                           d_buffers=subs.merge(state.d_buffers, d_buffers))
     state = _accumulate_signs(state, real)
-    return state, {'loss/D': loss, 'scores/real': mean(real), 'scores/fake': mean(fake),
-                   'signs/real': mean(jnp.sign(real)), 'signs/fake': mean(jnp.sign(fake))}
+    metrics = {'loss/D': loss, 'scores/real': mean(real), 'scores/fake': mean(fake),
+               'signs/real': mean(jnp.sign(real)), 'signs/fake': mean(jnp.sign(fake))}
+    if ext.d_apply:
+      state, extra_metrics = ext.d_apply(state, extra_grads, aux)
+      metrics.update(extra_metrics)
+    return state, metrics
 
   def d_r1(state, reals, labels, step_key):
     """Lazy R1: gamma/2 * |d sum D(diffuse(x0)) / d x0|^2 on the clean reals, times the interval."""
@@ -308,6 +347,8 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
 
   def step_body(state: TrainState, batch):
     step_key = jax.random.fold_in(state.key, state.step)
+    if ext.begin:
+      state = ext.begin(state)
     reals = subs.split(to_model_input(batch['image']))
     labels = subs.split(batch['label'].astype(jnp.float32))
     metrics = {}

@@ -88,8 +88,14 @@ class Family:
   def make_steps(self, config: ml_collections.ConfigDict, nets: Networks, mesh, g_tx, d_tx,
                  label_dist=None) -> Steps:
     variants, select = steps.phase_schedule(config)
-    return Steps({p: steps.make_train_step(config, nets, mesh, g_tx, d_tx, p, label_dist)
-                  for p in variants}, select)
+    extension = self.extension(config, nets, mesh)
+    return Steps({p: steps.make_train_step(config, nets, mesh, g_tx, d_tx, p, label_dist,
+                                           extension) for p in variants}, select)
+
+  def extension(self, config: ml_collections.ConfigDict, nets: Networks, mesh):
+    """A steps.Extension with the family's additions to the generic step, or None."""
+    del config, nets, mesh
+    return None
 
   def data_iterator(self, config: ml_collections.ConfigDict, start_step: int):
     raise NotImplementedError
