@@ -48,12 +48,14 @@ class Extension:
   """What a family adds to the generic step (InsGen: contrastive terms, heads, queues, D_ema).
 
   Per-sub-batch functions run inside the phases' sub-batch map, so they see one reference GPU's
-  samples; `fake` carries the sub-batch's generated images, latents and labels.
+  samples; `fake` carries the sub-batch's generated images, latents, labels and G's buffers after
+  generating them.
 
   begin(state) -> state                                  at the start of each step
   g_loss(state, g_params, key, fake) -> (loss, metrics)  added to G main's per-sub-batch loss
   d_params(state) -> pytree                              extra trainables of D main (heads)
   d_loss(state, d_params, extra, key, real, c, fake) -> (loss, aux)   added to D main's loss
+                                                         (aux['g_buffers'] replaces G's buffers)
   d_apply(state, extra_grads, aux) -> (state, metrics)   after D main (head updates, queues)
   """
   begin: object = None
@@ -216,7 +218,7 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
                                  style_mixing_prob=loss_cfg.style_mixing_prob)
     logits, d_buffers = nets.score(d_params, d_buffers, x, c, kd, ctrl, pool, dcfg,
                                    update_buffers=True)
-    return logits, g_buffers, d_buffers, {'x': x, 'z': z, 'c': c}
+    return logits, g_buffers, d_buffers, {'x': x, 'z': z, 'c': c, 'g_buffers': g_buffers}
 
   def g_main(state, step_key):
     keys, pools = subs.keys(step_key, PHASE_G_MAIN)
@@ -259,6 +261,9 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
                                           pool, dcfg, update_buffers=True)
       extra, aux = (ext.d_loss(state, d_params, extra_params, k_ext, real, c, fake_batch)
                     if ext.d_loss else (jnp.zeros(()), {}))
+      if 'g_buffers' in aux:      # the extension ran G again (training mode) after the fakes
+        aux = dict(aux)
+        g_buffers = aux.pop('g_buffers')
       return fake, real_logits, g_buffers, d_buffers, extra, aux
 
     def loss_fn(d_params, extra_params):

@@ -14,6 +14,7 @@ from dgan_jax.families.base import Family, ImageFamily, Steps
 FAMILIES = {
     'toy': 'dgan_jax.families.toy',
     'stylegan2': 'dgan_jax.families.stylegan2',
+    'insgen': 'dgan_jax.families.insgen',
 }
 # Configs saved before families existed name an experiment instead.
 _LEGACY_EXPERIMENTS = {'toy': 'toy', 'image': 'stylegan2'}
