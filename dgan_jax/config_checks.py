@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from dgan_jax import diffusion
+from dgan_jax import augment, diffusion
+from dgan_jax.augment import ada
 
 EXPERIMENTS = ('toy', 'image')
 TOY_T_EMBEDDINGS = ('scaled', 'sinusoidal')
@@ -12,6 +13,8 @@ TOY_T_EMBEDDINGS = ('scaled', 'sinusoidal')
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ValueError naming each problem in `config` for a run on `num_devices` devices."""
   diffusion.validate_config(config.diffusion)
+  if 'augment' in config:   # run configs saved before augmentation existed have none
+    augment.validate_config(config.augment)
   problems = []
   if config.experiment not in EXPERIMENTS:
     problems.append(f'experiment={config.experiment!r} is unknown; use one of {EXPERIMENTS}.')
@@ -36,6 +39,18 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     problems.append(f'optim.g_lr={o.g_lr} and optim.d_lr={o.d_lr} must be > 0.')
   if not (0 <= o.b1 < 1 and 0 <= o.b2 < 1):
     problems.append(f'optim.b1={o.b1}, optim.b2={o.b2} must be in [0, 1).')
+  aug = config.get('augment')
+  if aug is not None and aug.kind != 'none':
+    if config.experiment != 'image':
+      problems.append(f'augment.kind={aug.kind!r} augments images; the {config.experiment!r} '
+                      "experiment has none: set augment.kind='none'.")
+    elif aug.kind == 'ada':
+      res, channels = config.data.resolution, config.data.channels
+      try:
+        ada.check_shape((1, res, res, channels), augment.ada_spec(aug))
+      except ValueError as e:
+        problems.append(f'augment.spec={aug.spec!r} with data.resolution={res}, '
+                        f'data.channels={channels}: {e}')
   if config.experiment == 'toy':
     kind = config.model.get('t_embedding', 'scaled')
     if kind not in TOY_T_EMBEDDINGS:
