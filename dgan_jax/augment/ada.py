@@ -19,6 +19,7 @@ Images are NHWC float in [-1, 1]; RGB or single-channel for the colour ops. See 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Mapping, Sequence, Union
 
@@ -421,32 +422,69 @@ def _geometric_margin(g_inv: jax.Array, height: int, width: int) -> jax.Array:
   return jnp.ceil(margin).astype(jnp.int32)
 
 
+@functools.lru_cache(maxsize=None)
+def _fir_axis_operator(size: int, up: int, down: int, padding: tuple, gain: float,
+                       flip_filter: bool) -> np.ndarray:
+  """float32 [out, size]: `fir.upfirdn2d` with the geometric filter along one axis, as a matrix.
+
+  Built by running upfirdn2d on unit impulses (so its semantics stay the one definition); the
+  images are then resampled by matmuls, which XLA:CPU runs (and differentiates) much faster than the
+  shifted-slice FIR on 3-channel images.
+  """
+  taps = np.asarray(filters.SYM6, np.float64)
+  column = (taps / taps.sum()).astype(np.float32)[:, None]          # [K, 1]: filters along H only
+  with jax.ensure_compile_time_eval():
+    impulses = jnp.eye(size, dtype=jnp.float32)[:, :, None, None]    # [size (batch), size (H), 1, 1]
+    out = fir.upfirdn2d(impulses, column, up=up, down=down, padding=(0, 0) + padding, gain=gain,
+                        flip_filter=flip_filter)
+    return np.asarray(out[:, :, 0, 0]).T                           # the W axis kept sample 0
+
+
+@functools.lru_cache(maxsize=None)
+def _reflect_operator(size: int, pad: int) -> np.ndarray:
+  """float32 [size + 2 pad, size]: reflection padding (no edge repeat, torch 'reflect') as a matrix."""
+  source = np.abs(np.arange(size + 2 * pad) - pad)
+  source = np.where(source > size - 1, 2 * (size - 1) - source, source)
+  return np.eye(size, dtype=np.float32)[source]
+
+
 def _window(size: int, start, stop) -> jax.Array:
   index = jnp.arange(size)
-  return (index >= start) & (index < stop)
+  return ((index >= start) & (index < stop)).astype(jnp.float32)
 
 
-def _geometric_resample(images: jax.Array, g_inv: jax.Array) -> jax.Array:
-  """Resamples NHWC images through G_inv: reflect-pad, upsample x2, bilinear sample, downsample x2.
+def _upsample_operator(size: int, margin0, margin1) -> jax.Array:
+  """[2 (3 size - 2), size]: one axis of reflect-pad, zero frame, upsample x2, zero frame.
 
-  The reference pads by a batch-dependent margin (a dynamic shape). Here the image is padded by the
+  The reference pads by a batch-dependent margin (a dynamic shape). Here the axis is padded by the
   largest margin it can have (size - 1) and everything beyond the batch's margin is zeroed, before
   and after the upsampling: the zero-padded frame the reference's upfirdn2d and grid_sample see.
   """
-  n, height, width, channels = images.shape
-  f = filters.geometric_filter()
+  big = 3 * size - 2
+  fh = len(filters.SYM6)
+  up = _fir_axis_operator(big, 2, 1, ((fh + 1) // 2, (fh - 2) // 2), 2.0, False)   # upsample2d
+  inner = _window(big, size - 1 - margin0, 2 * size - 1 + margin1)
+  outer = _window(2 * big, 2 * (size - 1 - margin0), 2 * (2 * size - 1 + margin1))
+  padded = inner[:, None] * _reflect_operator(size, size - 1)
+  return outer[:, None] * jnp.matmul(up, padded, precision=jax.lax.Precision.HIGHEST)
+
+
+def _resample_axes(x: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.Array:
+  """out[n, o, p, c] = sum_{h, w} rows[o, h] x[n, h, w, c] cols[p, w] (full float32 precision)."""
+  hp = jax.lax.Precision.HIGHEST
+  x = jnp.einsum('oh,nhwc->nowc', rows, x, precision=hp)
+  return jnp.einsum('pw,nowc->nopc', cols, x, precision=hp)
+
+
+def _geometric_resample(images: jax.Array, g_inv: jax.Array) -> jax.Array:
+  """Resamples NHWC images through G_inv: reflect-pad, upsample x2, bilinear sample, downsample x2."""
+  n, height, width, _ = images.shape
   pad = filters.geometric_pad()
+  fh = len(filters.SYM6)
   mx0, my0, mx1, my1 = _geometric_margin(g_inv, height, width)
+  x = _resample_axes(images, _upsample_operator(height, my0, my1),
+                     _upsample_operator(width, mx0, mx1))
   big_h, big_w = 3 * height - 2, 3 * width - 2
-  x = jnp.pad(images, ((0, 0), (height - 1, height - 1), (width - 1, width - 1), (0, 0)),
-              mode='reflect')
-  rows = _window(big_h, height - 1 - my0, 2 * height - 1 + my1)
-  cols = _window(big_w, width - 1 - mx0, 2 * width - 1 + mx1)
-  x = x * (rows[:, None] & cols[None, :])[None, :, :, None].astype(x.dtype)
-  x = fir.upsample2d(x, f, up=2)
-  rows = _window(2 * big_h, 2 * (height - 1 - my0), 2 * (2 * height - 1 + my1))
-  cols = _window(2 * big_w, 2 * (width - 1 - mx0), 2 * (2 * width - 1 + mx1))
-  x = x * (rows[:, None] & cols[None, :])[None, :, :, None].astype(x.dtype)
 
   # Output pixel -> input pixel in the upsampled domain (centred coordinates, the padded image is
   # centred on the original one), then to the normalized coordinates of affine_grid/grid_sample.
@@ -456,10 +494,11 @@ def _geometric_resample(images: jax.Array, g_inv: jax.Array) -> jax.Array:
   theta = _matmul(_scale2d(2 / (2 * big_w), 2 / (2 * big_h), n),
                   _matmul(g, _scale2d(out_w / 2, out_h / 2, n)))
   x = grid_sample(x, affine_grid(theta[:, :2, :], (out_h, out_w)))
-  # Downsample x2 with the same filter (correlation), cropping the 2 * pad border.
-  fh = f.shape[0]
-  crop = [(fh - 2 + 1) // 2 - 2 * pad, (fh - 2) // 2 - 2 * pad] * 2
-  return fir.upfirdn2d(x, f, down=2, padding=crop, flip_filter=True)
+  # Downsample x2 with the same filter (correlation), cropping the 2 * pad border (downsample2d).
+  crop = ((fh - 1) // 2 - 2 * pad, (fh - 2) // 2 - 2 * pad)
+  rows = _fir_axis_operator(out_h, 1, 2, crop, 1.0, True)
+  cols = _fir_axis_operator(out_w, 1, 2, crop, 1.0, True)
+  return _resample_axes(x, jnp.asarray(rows), jnp.asarray(cols))
 
 
 def color_matrix(draws: AdaDraws, n: int) -> jax.Array:
