@@ -551,13 +551,11 @@ def _reflect_filter_matrix(taps: jax.Array, size: int) -> jax.Array:
   """
   k = taps.shape[1]
   pad = k // 2
-  source = np.abs(np.arange(size + 2 * pad) - pad)                 # reflect at the left edge
-  source = np.where(source > size - 1, 2 * (size - 1) - source, source)   # and at the right edge
-  fold = np.eye(size, dtype=np.float32)[source]                   # [size + 2 * pad, size]
   offset = np.arange(size + 2 * pad)[None, :] - np.arange(size)[:, None]
   valid = (offset >= 0) & (offset < k)
   banded = jnp.where(valid, taps[:, np.clip(offset, 0, k - 1)], 0.0)   # [N, size, size + 2 * pad]
-  return jnp.einsum('nij,js->nis', banded, fold, precision=jax.lax.Precision.HIGHEST)
+  return jnp.einsum('nij,js->nis', banded, _reflect_operator(size, pad),
+                    precision=jax.lax.Precision.HIGHEST)
 
 
 def _apply_imgfilter(images: jax.Array, gains: jax.Array) -> jax.Array:
