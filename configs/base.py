@@ -29,6 +29,26 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
   return d
 
 
+def get_augment_config() -> ml_collections.ConfigDict:
+  """Image augmentation of D's inputs (reference `--aug`, `--ada_maxp`; docs/augment.md)."""
+  a = ml_collections.ConfigDict()
+  a.kind = 'none'               # none, ada, diffaug (reference --aug no|ada|diff).
+  a.spec = 'bgc'                # ADA ops: blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, bgcfn, bgcfnc.
+  a.ada_maxp = 0.25             # With diffusion: ADA p = min(diffusion p, ada_maxp) (reference --ada_maxp).
+  # Without diffusion, ADA's own controller (stylegan2-ada's defaults):
+  a.ada_target = 0.6            # Target of r = E[sign(D(x_real))].
+  a.ada_interval = 4            # Minibatches between controller updates.
+  a.ada_kimg = 500.0            # kimg for p to go 0 -> 1 at constant sign.
+  a.initial_p = 0.0
+  a.adaptive = True             # False: p stays at initial_p.
+  a.diffaug_policy = 'color,translation,cutout'
+  a.strengths = ml_collections.ConfigDict(dict(   # ADA strengths (reference ADA.__init__ defaults).
+      xint_max=0.125, scale_std=0.2, rotate_max=1.0, aniso_std=0.2, xfrac_std=0.125,
+      brightness_std=0.2, contrast_std=0.5, hue_max=1.0, saturation_std=1.0,
+      imgfilter_bands=(1.0, 1.0, 1.0, 1.0), imgfilter_std=1.0, noise_std=0.1, cutout_size=0.5))
+  return a
+
+
 def get_base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -46,6 +66,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data.prefetch = 2
 
   config.diffusion = get_diffusion_config()
+  config.augment = get_augment_config()
 
   config.model = ml_collections.ConfigDict()  # Filled by the experiment config.
   config.model.family = 'stylegan2'  # toy | stylegan2 (dgan_jax/families): networks, losses, phases.

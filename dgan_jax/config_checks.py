@@ -5,13 +5,16 @@ import pathlib
 
 import ml_collections
 
-from dgan_jax import diffusion, families
+from dgan_jax import augment, diffusion, families
+from dgan_jax.augment import ada
 from dgan_jax.steps import LOSS_KINDS
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ValueError naming each problem in `config` for a run on `num_devices` devices."""
   diffusion.validate_config(config.diffusion)
+  if 'augment' in config:   # run configs saved before augmentation existed have none
+    augment.validate_config(config.augment)
   problems = []
   name = families.family_name(config)
   if name not in families.FAMILIES:
@@ -49,5 +52,17 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   n_dis = t.get('n_dis', 1)
   if not isinstance(n_dis, int) or n_dis < 1:
     problems.append(f'train.n_dis={n_dis!r} must be an integer >= 1 (D steps per G step).')
+  aug = config.get('augment')
+  if aug is not None and aug.kind != 'none':
+    if name == 'toy':
+      problems.append(f"augment.kind={aug.kind!r} augments images; the toy has none: set "
+                      "augment.kind='none'.")
+    elif aug.kind == 'ada':
+      res, channels = config.data.resolution, config.data.channels
+      try:
+        ada.check_shape((1, res, res, channels), augment.ada_spec(aug))
+      except ValueError as e:
+        problems.append(f'augment.spec={aug.spec!r} with data.resolution={res}, '
+                        f'data.channels={channels}: {e}')
   if problems:
     raise ValueError('Bad config:\n  ' + '\n  '.join(problems))

@@ -59,3 +59,20 @@ def reference_networks(tmp_path_factory):
   with reference_code.on_path(root / "diffusion-stylegan2"):
     from training import networks   # pylint: disable=import-outside-toplevel
     yield networks
+
+
+def _reference_or_skip():
+  pytest.importorskip("torch")
+  if not reference_code.available():
+    pytest.skip(f"reference mirror {REFERENCE_MIRROR} not found")
+
+
+@pytest.fixture(scope="module")
+def reference_augment(tmp_path_factory):
+  """(adaaug, diffaug): the reference's `training/adaaug.py` and `training/diffaug.py` of
+  diffusion-stylegan2, importable on the CPU (their CUDA ops fall back to plain torch ops)."""
+  _reference_or_skip()
+  with reference_code.imported(tmp_path_factory.mktemp("reference_augment"), "diffusion-stylegan2",
+                               ["torch_utils", "dnnlib", "training/adaaug.py", "training/diffaug.py"],
+                               ["training.adaaug", "training.diffaug"]) as modules:
+    yield modules

@@ -1,6 +1,9 @@
 """The authors' reference code, extracted from the git mirror into a temp dir (tests and fixture
 scripts; never committed). `REFERENCE_MIRROR` is $DGAN_REFERENCE_REPO or the mirror beside the
-checkout; `extract(paths)` returns the folder holding the extracted files."""
+checkout; `extract(paths)` returns the folder holding the extracted files, `on_path` / `imported`
+make them importable for a `with` block and forget the reference's packages afterwards."""
+import contextlib
+import importlib
 import io
 import os
 import pathlib
@@ -46,3 +49,12 @@ class on_path:
     sys.path.remove(self.src)
     for name in [n for n in sys.modules if n.split(".")[0] in REFERENCE_PACKAGES]:
       del sys.modules[name]
+
+
+@contextlib.contextmanager
+def imported(root, project: str, paths, modules):
+  """Extracts `paths` of `project` (e.g. 'diffusion-stylegan2') into `root` and yields the imported
+  `modules`; the project folder is first on sys.path while the context is open."""
+  extract([f"{project}/{p}" for p in paths], root)
+  with on_path(pathlib.Path(root) / project):
+    yield [importlib.import_module(name) for name in modules]
