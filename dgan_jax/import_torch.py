@@ -24,6 +24,7 @@ from dgan_jax import diffusion, run_dir
 from dgan_jax.interop import reference_config, torch_pickle
 from dgan_jax.models import presets, torch_names
 from dgan_jax.families import build_networks
+from dgan_jax.families.base import init_augment_state
 from dgan_jax.train_state import TrainState
 
 D_INIT = ('pickle', 'fresh')
@@ -238,7 +239,7 @@ def build_state(ref: ReferencePickle, config: ml_collections.ConfigDict,
   state = TrainState(
       step=jnp.asarray(step, jnp.int32), images_seen=jnp.asarray(nimg, jnp.int32),
       g_params=g_params, g_buffers=g_buffers, g_ema_params=g_ema_params, d_params=d_params,
-      d_buffers={}, g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params), diffusion=ctrl,
+      d_buffers={}, augment=init_augment_state(config, ctrl), g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params), diffusion=ctrl,
       pl_mean=jnp.asarray(float(ref.progress.get('pl_mean') or 0.0), jnp.float32), key=run_key,
       extra={})
   return state, step

@@ -6,7 +6,8 @@ Non-trainable network state (StyleGAN2's w_avg and noise buffers, BatchNorm stat
 vectors, frozen feature networks) lives in `g_buffers` / `d_buffers`: dicts of Flax collections that
 the calls take and, with `update_buffers=True`, return updated.
 
-`score` is the discriminator as the losses see it: augmentation, then the forward diffusion, then D.
+`score` is the discriminator as the losses see it: augmentation (dgan_jax/augment), then the forward
+diffusion, then D.
 Pixel-level families diffuse the image (this class); a family that diffuses elsewhere (ProjectedGAN:
 on feature maps inside D) overrides `score`.
 """
@@ -19,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dgan_jax import diffusion
+from dgan_jax import augment, diffusion
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,9 +117,15 @@ class Networks:
       return logits.reshape(x.shape[0], -1), d_buffers
     return self.D.apply(variables, x, c, t).reshape(x.shape[0], -1), d_buffers
 
-  def score(self, d_params, d_buffers, x, c, key, ctrl: diffusion.DiffusionState, pool,
-            dcfg, *, update_buffers: bool = False):
-    """D's logits for clean samples x of one sub-batch: diffuse with the sub-batch's t_epl row
-    `pool` and the current T, then discriminate. Returns (logits [N, K], new_d_buffers)."""
-    y, t = diffusion.diffuse(key, x, ctrl.t_epl[pool], ctrl.T, dcfg)
+  def score(self, d_params, d_buffers, x, c, key, state, pool, config, *,
+            update_buffers: bool = False):
+    """D's logits for clean samples x of one sub-batch, as the losses see them: the augmentation
+    (`config.augment`, probability `state.augment.p`), then the diffusion with the sub-batch's
+    t_epl row `pool` and the current T (`state.diffusion`), then D. Differentiable in x (G's
+    gradient and R1 flow through both). Returns (logits [N, K], new_d_buffers)."""
+    ka, kd = jax.random.split(key)
+    if 'augment' in config:
+      x = augment.augment_images(ka, x, state.augment.p, config.augment)
+    ctrl = state.diffusion
+    y, t = diffusion.diffuse(kd, x, ctrl.t_epl[pool], ctrl.T, config.diffusion)
     return self.discriminate(d_params, d_buffers, y, c, t, update_buffers=update_buffers)

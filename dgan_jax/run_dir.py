@@ -42,7 +42,7 @@ def load_config(workdir: str | pathlib.Path, step: int | None = None,
     saved = json.loads(path.read_text())
   finally:
     ckpt.close()
-  config = ml_collections.ConfigDict(saved)
+  config = ml_collections.ConfigDict(_lists_to_tuples(saved))
   if expected is not None and families.family_name(config) == 'stylegan2':
     expected = ml_collections.ConfigDict(expected.to_dict())
     if expected.data.use_labels == config.data.use_labels:
@@ -54,6 +54,16 @@ def load_config(workdir: str | pathlib.Path, step: int | None = None,
           '(another preset or variant):\n  ' + '\n  '.join(diffs) +
           '\nDrop --config to use the run\'s own config, or point --workdir at a run of this config.')
   return config
+
+
+def _lists_to_tuples(obj):
+  """JSON turns the configs' tuples into lists; give them back their tuple type (so a saved
+  config equals the one it came from and command-line overrides keep parsing)."""
+  if isinstance(obj, dict):
+    return {k: _lists_to_tuples(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return tuple(_lists_to_tuples(v) for v in obj)
+  return obj
 
 
 def abstract_state(config: ml_collections.ConfigDict, nets: Networks, sharding=None):

@@ -25,6 +25,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dgan_jax import diffusion
+from dgan_jax.augment import state as augment_state
 from dgan_jax.networks import Networks
 from dgan_jax.train_state import TrainState
 
@@ -202,13 +203,13 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
   ext = extension or Extension()
   subs = SubBatches(config, mesh)
   batch_size, batch_gpu = subs.batch_size, subs.batch_gpu
-  dcfg, loss_cfg = config.diffusion, config.loss
+  loss_cfg = config.loss
   kind = loss_cfg.get('kind', 'non_saturating')
   gamma, r1_interval = loss_cfg.r1_gamma, loss_cfg.r1_interval
   draw_labels = label_sampler(nets.c_dim, label_dist)
   mean = SubBatches.mean
 
-  def generate_and_score(g_params, g_buffers, d_params, d_buffers, ctrl, key, pool):
+  def generate_and_score(g_params, g_buffers, d_params, d_buffers, state, key, pool):
     """Fresh latents and labels -> G -> diffusion -> D, for one sub-batch.
     Returns (logits, new G buffers, new D buffers, fake = {'x', 'z', 'c'})."""
     kz, kc, kg, kd = jax.random.split(key, 4)
@@ -216,7 +217,7 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
     c = draw_labels(kc, batch_gpu)
     x, g_buffers = nets.generate(g_params, g_buffers, z, c, kg, update_buffers=True,
                                  style_mixing_prob=loss_cfg.style_mixing_prob)
-    logits, d_buffers = nets.score(d_params, d_buffers, x, c, kd, ctrl, pool, dcfg,
+    logits, d_buffers = nets.score(d_params, d_buffers, x, c, kd, state, pool, config,
                                    update_buffers=True)
     return logits, g_buffers, d_buffers, {'x': x, 'z': z, 'c': c, 'g_buffers': g_buffers}
 
@@ -226,8 +227,7 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
     def per_sub(g_params, key, pool):
       k_main, k_ext = jax.random.split(key)
       logits, g_buffers, d_buffers, fake = generate_and_score(
-          g_params, state.g_buffers, state.d_params, state.d_buffers, state.diffusion, k_main,
-          pool)
+          g_params, state.g_buffers, state.d_params, state.d_buffers, state, k_main, pool)
       extra, extra_metrics = (ext.g_loss(state, g_params, k_ext, fake) if ext.g_loss
                               else (jnp.zeros(()), {}))
       return logits, g_buffers, d_buffers, extra, extra_metrics
@@ -256,9 +256,9 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
       k_fake, k_real, k_ext = jax.random.split(key, 3)
       fake, g_buffers, d_buffers, fake_batch = generate_and_score(
           jax.lax.stop_gradient(state.g_params), state.g_buffers, d_params, state.d_buffers,
-          state.diffusion, k_fake, pool)
-      real_logits, d_buffers = nets.score(d_params, d_buffers, real, c, k_real, state.diffusion,
-                                          pool, dcfg, update_buffers=True)
+          state, k_fake, pool)
+      real_logits, d_buffers = nets.score(d_params, d_buffers, real, c, k_real, state, pool,
+                                          config, update_buffers=True)
       extra, aux = (ext.d_loss(state, d_params, extra_params, k_ext, real, c, fake_batch)
                     if ext.d_loss else (jnp.zeros(()), {}))
       if 'g_buffers' in aux:      # the extension ran G again (training mode) after the fakes
@@ -296,8 +296,8 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
 
     def per_sub(d_params, key, real, c, pool):
       def summed_logits(x0):
-        logits, d_buffers = nets.score(d_params, state.d_buffers, x0, c, key, state.diffusion,
-                                       pool, dcfg, update_buffers=True)
+        logits, d_buffers = nets.score(d_params, state.d_buffers, x0, c, key, state, pool,
+                                       config, update_buffers=True)
         return logits.sum(), (logits, d_buffers)
       grad_x, (logits, d_buffers) = jax.grad(summed_logits, has_aux=True)(real)
       penalty = jnp.sum(jnp.square(grad_x).reshape(batch_gpu, -1), axis=1)
@@ -381,18 +381,37 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
 
 
 def _accumulate_signs(state: TrainState, real_logits: jax.Array) -> TrainState:
-  """Adds this phase's real-sample signs (global sums) to the controller's r_d statistic."""
+  """Adds this phase's real-sample signs (global sums) to the controllers' r statistics."""
   sign_sum = jax.lax.psum(jnp.sum(jnp.sign(real_logits)), AXIS)
   count = jax.lax.psum(jnp.asarray(real_logits.size, jnp.float32), AXIS)
-  return state.replace(diffusion=diffusion.accumulate(state.diffusion, sign_sum, count))
+  return state.replace(diffusion=diffusion.accumulate(state.diffusion, sign_sum, count),
+                       augment=augment_state.accumulate(state.augment, sign_sum, count))
+
+
+def controller_interval(config: ml_collections.ConfigDict) -> int:
+  """Steps between controller updates: the diffusion's (its level also sets the ADA p), or ADA's
+  own when only ADA adapts (StyleGAN2 + ADA); 0 when nothing adapts."""
+  if config.diffusion.enabled:
+    return config.diffusion.ada_interval
+  if config.get('augment') and config.augment.kind == 'ada':
+    return config.augment.ada_interval
+  return 0
 
 
 def make_controller_update(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
-  """Jitted `state -> state` applying one adaptive-diffusion update (host calls it every interval)."""
+  """Jitted `state -> state` applying one controller update (the host calls it every interval):
+  the adaptive diffusion and the ADA p that follows it (min(p, ada_maxp)), or ADA's own rule."""
   replicated = NamedSharding(mesh, P())
+  batch = config.train.batch_size
 
   @functools.partial(jax.jit, donate_argnums=0, out_shardings=replicated)
   def update(state: TrainState) -> TrainState:
-    return state.replace(
-        diffusion=diffusion.update(state.diffusion, config.diffusion, config.train.batch_size))
+    if config.diffusion.enabled:
+      ctrl = diffusion.update(state.diffusion, config.diffusion, batch)
+      aug = state.augment
+      if config.get('augment'):
+        aug = augment_state.follow_diffusion(aug, ctrl.p, config.augment)
+      return state.replace(diffusion=ctrl, augment=aug.replace(
+          sign_sum=jnp.zeros_like(aug.sign_sum), sign_count=jnp.zeros_like(aug.sign_count)))
+    return state.replace(augment=augment_state.update(state.augment, config.augment, batch))
   return update

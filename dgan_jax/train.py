@@ -148,8 +148,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # --- Compiled steps ------------------------------------------------------------------------------
   train_step = family.make_steps(config, nets, mesh, g_tx, d_tx, label_dist)
   adaptive = config.diffusion.enabled
-  update_controller = steps.make_controller_update(config, mesh) if adaptive else None
-  ada_every = config.diffusion.ada_interval
+  ada_every = steps.controller_interval(config)
+  update_controller = steps.make_controller_update(config, mesh) if ada_every else None
   ckpt_every = kimg_to_steps(config, config.train.checkpoint_every_kimg)
   eval_every = kimg_to_steps(config, config.eval.every_kimg)
   best = BestCheckpoint(workdir, evaluator) if evaluator else None
@@ -173,7 +173,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       state, metrics = train_step(step, state, batch)
       step += 1
       clock.tick(step, state)
-      if adaptive and step % ada_every == 0:
+      if ada_every and step % ada_every == 0:
         state = update_controller(state)
       if step % config.train.log_every_steps == 0 or step == end:
         images_per_sec = (step - start) * config.train.batch_size / (time.time() - t0)
@@ -258,6 +258,10 @@ def _log(writer, step: int, state: TrainState, metrics, config, images_per_sec: 
     scalars.update({'diffusion/p': float(ctrl.p), 'diffusion/T': float(ctrl.T),
                     'diffusion/r_d': float(ctrl.r_d_last)})
     row.update({'p': float(ctrl.p), 'T': int(ctrl.T), 'r_d': float(ctrl.r_d_last)})
+  if config.get('augment') and config.augment.kind == 'ada':
+    aug = jax.device_get(state.augment)
+    scalars['augment/p'] = float(aug.p)
+    row['augment_p'] = float(aug.p)
   writer.write_scalars(step, scalars)
   return row
 
@@ -292,6 +296,9 @@ def _print_progress(row: dict, step: int, num_steps: int, clock: _SteadyClock, c
     eta_text = f'ETA {int(eta // 3600)}h{int(eta % 3600 // 60):02d}m' if eta >= 3600 else \
         f'ETA {int(eta // 60)}m{int(eta % 60):02d}s'
   level = (f'T {row["T"]} p {row["p"]:.4f} r_d {row["r_d"]:+.3f} | ' if 'T' in row else '')
+  if 'augment_p' in row:
+    level += f'ada p {row["augment_p"]:.3f} | '
+
   print(f'step {step}/{num_steps} kimg {step * config.train.batch_size / 1000:.1f} | {level}'
         f'loss G {row["loss/G"]:.3f} D {row["loss/D"]:.3f} | {speed} | {eta_text}', flush=True)
 

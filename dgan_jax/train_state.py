@@ -32,6 +32,7 @@ class TrainState:
   g_opt_state: optax.OptState
   d_opt_state: optax.OptState
   diffusion: diffusion.DiffusionState
+  augment: Any               # augment.state.AugmentState: the ADA probability and its controller.
   pl_mean: jax.Array         # Path-length regularizer's running mean (float32 scalar).
   key: jax.Array
   extra: Any                 # Family-specific state (dict; {} for most families).

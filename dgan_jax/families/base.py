@@ -67,11 +67,12 @@ class Family:
     init_key, ctrl_key, run_key = jax.random.split(key, 3)
     g_params, g_buffers, d_params, d_buffers = nets.init(init_key, config.train.batch_gpu)
     num_pools = config.train.batch_size // config.train.batch_gpu
+    ctrl = diffusion.init_state(ctrl_key, config.diffusion, num_pools)
     return TrainState(
         step=jnp.zeros((), jnp.int32), images_seen=jnp.zeros((), jnp.int32),
         g_params=g_params, g_buffers=g_buffers, g_ema_params=g_params, d_params=d_params,
         d_buffers=d_buffers, g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
-        diffusion=diffusion.init_state(ctrl_key, config.diffusion, num_pools),
+        diffusion=ctrl, augment=init_augment_state(config, ctrl),
         pl_mean=jnp.zeros((), jnp.float32), key=run_key, extra=self.init_extra(config, nets))
 
   def transfer_state(self, config: ml_collections.ConfigDict, fresh: TrainState, path: str):
@@ -143,6 +144,16 @@ class ImageFamily(Family):
   def sample_grid(self, config: ml_collections.ConfigDict, nets: Networks, workdir: pathlib.Path):
     from dgan_jax import grids
     return grids.SampleGrid(config, nets, workdir)
+
+
+def init_augment_state(config: ml_collections.ConfigDict, ctrl: diffusion.DiffusionState):
+  """The ADA controller at its initial p; with diffusion, p = min(diffusion p, ada_maxp) from the
+  start (the reference copies it only at its first diffusion update)."""
+  from dgan_jax.augment import state as augment_state
+  from configs import base
+  cfg = config.augment if 'augment' in config else base.get_augment_config()
+  aug = augment_state.init_state(cfg)
+  return augment_state.follow_diffusion(aug, ctrl.p, cfg) if config.diffusion.enabled else aug
 
 
 def resolve_data_source(config: ml_collections.ConfigDict) -> None:
