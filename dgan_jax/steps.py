@@ -409,7 +409,7 @@ def make_controller_update(config: ml_collections.ConfigDict, mesh: jax.sharding
     if config.diffusion.enabled:
       ctrl = diffusion.update(state.diffusion, config.diffusion, batch)
       aug = state.augment
-      if config.get('augment'):
+      if config.get('augment') and config.augment.kind == 'ada':
         aug = augment_state.follow_diffusion(aug, ctrl.p, config.augment)
       return state.replace(diffusion=ctrl, augment=aug.replace(
           sign_sum=jnp.zeros_like(aug.sign_sum), sign_count=jnp.zeros_like(aug.sign_count)))

@@ -588,9 +588,11 @@ def apply(images: jax.Array, draws: AdaDraws, spec: SpecLike = DEFAULT_SPEC) -> 
   """Augments NHWC `images` with the given draws (deterministic, differentiable in `images`).
 
   Stages in the reference's order: geometric (one resampling for all blit and geometric ops),
-  colour (one 4x4 matrix), image-space filter, noise, cutout. The resampling and the filter run
-  only when some sample of the batch has one of their ops enabled (a `lax.cond`), so `p = 0` costs
-  nothing and returns the images exactly.
+  colour (one 4x4 matrix), image-space filter, noise, cutout. The resampling and the filter apply
+  only when some sample of the batch has one of their ops enabled, so `p = 0` returns the images
+  exactly. They are computed either way and selected with `jnp.where`: a `lax.cond` on a batched,
+  device-varying predicate fails inside the sub-batch vmap of a `shard_map`ped step (and under
+  vmap it would run both branches anyway).
   """
   spec = resolve_spec(spec)
   check_shape(images.shape, spec)
@@ -601,12 +603,11 @@ def apply(images: jax.Array, draws: AdaDraws, spec: SpecLike = DEFAULT_SPEC) -> 
                                  'rotate_post', 'xfrac') if name in draws.values]
   if geometric:
     g_inv = geometric_matrix(draws, x.shape)
-    x = jax.lax.cond(_any_mask(draws, geometric), _geometric_resample, lambda y, _: y, x, g_inv)
+    x = jnp.where(_any_mask(draws, geometric), _geometric_resample(x, g_inv), x)
   if any(name in draws.values for name in COLOR_OPS):
     x = _apply_color(x, color_matrix(draws, n))
   if 'imgfilter' in draws.values:
-    x = jax.lax.cond(_any_mask(draws, ['imgfilter']), _apply_imgfilter, lambda y, _: y, x,
-                     _band_gains(draws))
+    x = jnp.where(_any_mask(draws, ['imgfilter']), _apply_imgfilter(x, _band_gains(draws)), x)
   if 'noise' in draws.values:
     sigma = _masked(draws, 'noise_sigma', 0.0, op='noise')
     x = x + draws.values['noise'] * sigma[:, None, None, None]

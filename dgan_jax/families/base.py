@@ -148,12 +148,13 @@ class ImageFamily(Family):
 
 def init_augment_state(config: ml_collections.ConfigDict, ctrl: diffusion.DiffusionState):
   """The ADA controller at its initial p; with diffusion, p = min(diffusion p, ada_maxp) from the
-  start (the reference copies it only at its first diffusion update)."""
+  start (the reference copies it only at its first diffusion update). Only ADA reads p."""
   from dgan_jax.augment import state as augment_state
   from configs import base
   cfg = config.augment if 'augment' in config else base.get_augment_config()
   aug = augment_state.init_state(cfg)
-  return augment_state.follow_diffusion(aug, ctrl.p, cfg) if config.diffusion.enabled else aug
+  follows = config.diffusion.enabled and cfg.kind == 'ada'
+  return augment_state.follow_diffusion(aug, ctrl.p, cfg) if follows else aug
 
 
 def resolve_data_source(config: ml_collections.ConfigDict) -> None:
