@@ -7,6 +7,10 @@ pipeline (see benchmarks/data_throughput.py for that).
 
   python benchmarks/train_throughput.py                       # batch 32 and 64, cifar preset
   python benchmarks/train_throughput.py --batch 32 --steps 5 --precision bfloat16
+  python benchmarks/train_throughput.py --batch 32 --augment ada   # ADA's share of a step
+
+With --augment ada|diffaug the step is measured with and without that augmentation (the ADA pipe
+computes all its ops whatever p is, so its cost does not depend on p) and the share is printed.
 
 Reference point on the 2-core development CPU: the authors' PyTorch code runs this preset at about
 950 s/kimg at batch 32.
@@ -36,8 +40,11 @@ def peak_memory_gib() -> str:
   return f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB host peak RSS'
 
 
-def measure(batch: int, num_steps: int, precision: str, variant: str):
+def measure(batch: int, num_steps: int, precision: str, variant: str, augment: str = 'none'):
+  """Prints the figures of one setting; returns the amortised seconds per step."""
   config = cifar10.get_config(variant or None)
+  config.augment.kind = augment
+  config.diffusion.initial_p = 0.5    # ADA at its cap (0.25), as in a run past its start
   config.train.batch_size = batch
   config.model.mixed_precision = precision
   mesh = steps.make_mesh()
@@ -72,10 +79,12 @@ def measure(batch: int, num_steps: int, precision: str, variant: str):
   ctrl_s = (time.perf_counter() - t0) / num_steps
   interval = config.loss.r1_interval
   step_s = ((interval - 1) * times[False][0] + times[True][0]) / interval + ctrl_s / 4
-  print(f'batch {batch:3d} ({precision}, {jax.default_backend()}, {mesh.size} device(s)): '
+  print(f'batch {batch:3d} ({precision}, augment {augment}, {jax.default_backend()}, '
+        f'{mesh.size} device(s)): '
         f'{batch / step_s:8.2f} images/s | {1000 / (batch / step_s):8.1f} s/kimg | '
         f'step {times[False][0]:.3f}s, R1 step {times[True][0]:.3f}s, controller {ctrl_s * 1e3:.2f} ms | '
         f'compile {times[False][1]:.0f}s + {times[True][1]:.0f}s | {peak_memory_gib()}', flush=True)
+  return step_s
 
 
 def main():
@@ -84,10 +93,16 @@ def main():
   parser.add_argument('--steps', type=int, default=3, help='timed steps per variant')
   parser.add_argument('--precision', default='auto', help='auto | float32 | bfloat16 | float16')
   parser.add_argument('--variant', default='', help="config variant, e.g. 'small'")
+  parser.add_argument('--augment', default='none', choices=['none', 'ada', 'diffaug'],
+                      help='also measure with this augmentation and print its share of a step')
   args = parser.parse_args()
   print(f'JAX {jax.__version__}, devices: {jax.devices()}')
   for batch in args.batch:
-    measure(batch, args.steps, args.precision, args.variant)
+    plain = measure(batch, args.steps, args.precision, args.variant)
+    if args.augment != 'none':
+      augmented = measure(batch, args.steps, args.precision, args.variant, args.augment)
+      print(f'batch {batch:3d}: {args.augment} adds {100 * (augmented / plain - 1):.1f}% to a step '
+            f'({augmented:.3f} s vs {plain:.3f} s)', flush=True)
 
 
 if __name__ == '__main__':

@@ -138,3 +138,24 @@ def get_image_config(preset: str, resolution: int, *, source: str = 'auto', name
   config.eval.metrics = 'fid50k_full'
   config.eval.every_kimg = 200.0
   return config
+
+
+def apply_smoke(config: ml_collections.ConfigDict) -> None:
+  """Tiny StyleGAN2 networks and a 4-step run (`:smoke` variants): seconds per step on a CPU."""
+  config.model.G.channel_base = config.model.D.channel_base = 256
+  config.model.G.channel_max = config.model.D.channel_max = 16
+  config.model.G.z_dim = config.model.G.w_dim = 16
+  config.model.G.mapping_layers = 2
+  config.model.D.cmap_dim = 16
+  config.model.D.mapping_layers = 2
+  config.model.D.mbstd_group_size = min(config.model.D.mbstd_group_size, 32)
+  config.train.batch_size = 16
+  config.train.batch_gpu = 2
+  config.train.total_kimg = 0.064    # 4 steps.
+  config.train.sample_every_kimg = 0.032
+  config.train.checkpoint_every_kimg = 0.032
+  config.train.log_every_steps = 2
+  config.diffusion.ada_interval = 2
+  config.augment.ada_interval = 2
+  config.loss.r1_interval = 2
+  config.eval.metrics = ''

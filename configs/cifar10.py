@@ -49,8 +49,6 @@ def get_config(arg=None):
                      f'and one of {list(SIZES)}, comma-separated (e.g. stylegan2_ada,smoke).')
   config = _size(sizes[0] if sizes else None)
   config.diffusion.enabled, config.augment.kind = ROWS[rows[0] if rows else 'diffusion']
-  if config.augment.kind == 'ada' and sizes == ['smoke']:
-    config.augment.ada_interval = 2
   return config
 
 
@@ -79,18 +77,5 @@ def _size(arg):
     config.train.log_every_steps = 25
     config.eval.metrics = ''
   elif arg == 'smoke':                # Tiny: seconds per step on a CPU, for tests.
-    config.model.G.channel_base = config.model.D.channel_base = 256
-    config.model.G.channel_max = config.model.D.channel_max = 16
-    config.model.G.z_dim = config.model.G.w_dim = 16
-    config.model.D.cmap_dim = 16
-    config.model.D.mapping_layers = 2
-    config.train.batch_size = 16
-    config.train.batch_gpu = 2
-    config.train.total_kimg = 0.064    # 4 steps.
-    config.train.sample_every_kimg = 0.032
-    config.train.checkpoint_every_kimg = 0.032
-    config.train.log_every_steps = 2
-    config.diffusion.ada_interval = 2
-    config.loss.r1_interval = 2
-    config.eval.metrics = ''
+    base.apply_smoke(config)
   return config

@@ -380,6 +380,15 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
   return jax.jit(sharded, donate_argnums=0)
 
 
+def gather_devices(x: jax.Array) -> jax.Array:
+  """[devices, *x.shape]: every device's `x` in device order, the same (replicated) on all of them.
+
+  A psum of one-hot slots rather than `lax.all_gather`, whose result shard_map types as
+  device-varying and so cannot land in the replicated train state."""
+  slots = jnp.zeros((jax.lax.axis_size(AXIS),) + x.shape, x.dtype)
+  return jax.lax.psum(slots.at[jax.lax.axis_index(AXIS)].set(x), AXIS)
+
+
 def _accumulate_signs(state: TrainState, real_logits: jax.Array) -> TrainState:
   """Adds this phase's real-sample signs (global sums) to the controllers' r statistics."""
   sign_sum = jax.lax.psum(jnp.sum(jnp.sign(real_logits)), AXIS)

@@ -21,3 +21,10 @@ def global_batches(config, mesh):
   """The loop's data iterator from step 0, as sharded global arrays."""
   for batch in train.make_data_iterator(config, 0):
     yield device.to_global(batch, device.batch_sharding(mesh))
+
+
+def train_step(config, nets, mesh, g_tx, d_tx, phases):
+  """The loop's compiled step for `phases`, with the family's extension (InsGen's heads, ...)."""
+  from dgan_jax import families, steps   # pylint: disable=import-outside-toplevel
+  extension = families.get(config).extension(config, nets, mesh)
+  return steps.make_train_step(config, nets, mesh, g_tx, d_tx, phases, extension=extension)

@@ -202,7 +202,7 @@ def contrastive_extension(config: ml_collections.ConfigDict, nets, head_txs) -> 
       head = heads[name]
       momentum = momentum_after(state, name, updates_count[name])
       updates, opt[name] = head_txs[name].update(head_grads[name], opt[name], head.params)
-      keys = jax.lax.all_gather(aux['keys'][name], steps.AXIS)   # [devices, subs, B, 128]
+      keys = steps.gather_devices(aux['keys'][name])   # [devices, subs, B, 128]
       queue, ptr = contrastive.enqueue(head.queue, head.ptr, keys.reshape(-1, keys.shape[-1]))
       heads[name] = contrastive.HeadState(params=optax.apply_updates(head.params, updates),
                                           momentum_params=momentum, queue=queue, ptr=ptr)
