@@ -20,7 +20,8 @@ def stages():
 
 
 def test_shapes_and_channels(stages):
-  variables = eff.EfficientNetLite0().init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))['params']
+  variables = jax.jit(eff.EfficientNetLite0().init)(jax.random.key(0),
+                                                    jnp.zeros((1, 64, 64, 3)))['params']
   outs = stages(variables, jnp.zeros((2, 224, 224, 3)))
   assert [o.shape for o in outs] == [(2, 56, 56, 24), (2, 28, 28, 40), (2, 14, 14, 112),
                                      (2, 7, 7, 320)]
