@@ -18,11 +18,11 @@ import tarfile  # noqa: E402
 
 import pytest  # noqa: E402
 
+from reference_code import projected_reference, reference_code  # noqa: E402
+
 BESIDE = pathlib.Path(__file__).resolve().parents[2]   # the folder holding the checkout
 SHARED_DATA = BESIDE / "shared" / "data"
 SHAPES_FILE = BESIDE / "shared" / "docs" / "cifar_state_dict_shapes.txt"
-REFERENCE_MIRROR = pathlib.Path(os.environ.get(
-    "DGAN_REFERENCE_REPO", BESIDE / ".mirror" / "Zhendong-Wang+Diffusion-GAN" / "repo"))
 
 
 @pytest.fixture(scope="session")
@@ -54,22 +54,18 @@ def reference_shapes():
 def reference_networks(tmp_path_factory):
   """The reference's `training.networks` (with its torch_utils/dnnlib), extracted from the git
   mirror of the authors' repository into a temp dir; skipped without torch or the mirror."""
-  pytest.importorskip("torch")
-  if not REFERENCE_MIRROR.exists():
-    pytest.skip(f"reference mirror {REFERENCE_MIRROR} not found")
-  paths = ["diffusion-stylegan2/torch_utils", "diffusion-stylegan2/dnnlib",
-           "diffusion-stylegan2/training/networks.py"]
-  archive = subprocess.run(["git", "-C", str(REFERENCE_MIRROR), "archive", "HEAD", *paths],
-                           capture_output=True, check=True).stdout
-  root = tmp_path_factory.mktemp("reference")
-  with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-    tar.extractall(root, filter="data")
-  src = str(root / "diffusion-stylegan2")
-  sys.path.insert(0, src)   # the reference's persistence checks re-import torch_utils
-  try:
+  with reference_code(tmp_path_factory.mktemp("reference"), "diffusion-stylegan2",
+                      ["torch_utils", "dnnlib", "training/networks.py"],
+                      ("training", "torch_utils", "dnnlib")):
     from training import networks   # pylint: disable=import-outside-toplevel
     yield networks
-  finally:
-    sys.path.remove(src)
-    for name in [n for n in sys.modules if n.split(".")[0] in ("training", "torch_utils", "dnnlib")]:
-      del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def reference_projected(tmp_path_factory):
+  """The reference's Diffusion-ProjectedGAN `pg_modules` package (discriminator, projector,
+  diffusion, networks_fastgan, networks_stylegan2), runnable on the CPU with today's libraries:
+  timm's backbone built with random weights (no download) and the `act1` module older timm had;
+  numpy's removed `np.int` alias restored. Skipped without torch, timm or the mirror."""
+  with projected_reference(tmp_path_factory.mktemp("reference")) as pg_modules:
+    yield pg_modules
