@@ -328,14 +328,24 @@ def diffuse(key: jax.Array, x: jax.Array, t_epl_row: jax.Array, T: jax.Array,
   per sub-batch with a key derived from the sub-batch's global index, so results do not depend on how
   the batch is split over devices. With `cfg.enabled=False` returns `(x, zeros)`: the vanilla GAN.
   """
-  t_shape = (x.shape[0], x.shape[-1]) if cfg.get('t_per_channel', False) else (x.shape[0],)
   if not cfg.enabled:
+    t_shape = (x.shape[0], x.shape[-1]) if cfg.get('t_per_channel', False) else (x.shape[0],)
     return x, jnp.zeros(t_shape, jnp.int32)
-  t_key, eps_key = jax.random.split(key)
-  t = t_epl_row[jax.random.randint(t_key, t_shape, 0, t_epl_row.shape[0])]
-  eps = jax.random.normal(eps_key, x.shape, jnp.float32)
+  t, eps = draw(key, x.shape, t_epl_row, cfg.get('t_per_channel', False))
   sqrt_abar, sqrt_1m = schedule(cfg.beta_schedule, cfg.beta_start, cfg.beta_end, T, cfg.t_max)
   return q_sample(x, t, sqrt_abar, sqrt_1m, cfg.noise_std, eps), t
+
+
+def draw(key: jax.Array, shape, t_epl_row: jax.Array, t_per_channel: bool = False):
+  """The random draws of `diffuse` for an input of `shape`: (t, eps).
+
+  t int32 [N] (or [N, C], C = the last axis, with `t_per_channel`): uniform picks, with
+  replacement, from `t_epl_row`; eps float32 N(0, I) of `shape`. `key` splits into the two.
+  """
+  t_key, eps_key = jax.random.split(key)
+  t_shape = (shape[0], shape[-1]) if t_per_channel else (shape[0],)
+  t = t_epl_row[jax.random.randint(t_key, t_shape, 0, t_epl_row.shape[0])]
+  return t, jax.random.normal(eps_key, shape, jnp.float32)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -76,6 +76,34 @@ def batch_norm_inference(x, mean, var, weight, bias, eps: float):
   return y.astype(x.dtype)
 
 
+class Linear(nn.Module):
+  """nn.Linear(in, out): weight [in, out], torch's default init."""
+  in_features: int
+  out_features: int
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    init = uniform_init(self.in_features)
+    weight = self.param('weight', init, (self.in_features, self.out_features))
+    y = jnp.matmul(x, weight.astype(x.dtype))
+    if self.use_bias:
+      y = y + self.param('bias', init, (self.out_features,)).astype(y.dtype)
+    return y
+
+
+class Embedding(nn.Module):
+  """nn.Embedding(num, dim): weight [num, dim] ~ N(0, 1); looks up integer indices."""
+  num_embeddings: int
+  embedding_dim: int
+
+  @nn.compact
+  def __call__(self, index):
+    table = self.param('weight', nn.initializers.normal(1.0),
+                       (self.num_embeddings, self.embedding_dim))
+    return jnp.take(table, index, axis=0)
+
+
 class BatchNorm2d(nn.Module):
   """torch.nn.BatchNorm2d on NHWC activations (also the affine-free one of FastGAN's CCBN).
 
