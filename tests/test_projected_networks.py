@@ -7,7 +7,6 @@ tests/fixtures/make_projected_networks.py) run everywhere; the live checks rerun
 where torch, timm and the mirror are available."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
