@@ -10,7 +10,6 @@ jax.config.update("jax_platforms", "cpu")
 jax.config.update("jax_num_cpu_devices", 8)
 
 import ast  # noqa: E402
-import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
 
