@@ -67,6 +67,17 @@ def test_bad_data_settings_are_named():
     pconfig.build_discriminator(config)
 
 
+def test_backbone_variables_random_or_a_named_missing_file(tmp_path, monkeypatch):
+  from dgan_jax.metrics import weights as weights_io  # pylint: disable=import-outside-toplevel
+  assert pconfig.backbone_variables(_config(backbone='random')) is None
+  monkeypatch.setenv(weights_io.ENV_DIR, str(tmp_path))
+  with pytest.raises(FileNotFoundError) as err:
+    pconfig.backbone_variables(_config())
+  assert efficientnet_lite.URLS[0] in str(err.value) and str(tmp_path) in str(err.value)
+  with pytest.raises(FileNotFoundError, match='does not exist'):
+    pconfig.backbone_variables(_config(backbone_path=str(tmp_path / 'x.pth')))
+
+
 def test_mini_disc_layout_matches_the_reference_table():
   # 128 -> 8 from 64 channels: the reference's widths 64, 128, 256, 512.
   assert mini_disc_layout(64, 128) == ([(64, 64), (64, 128), (128, 256), (256, 512)], 512)

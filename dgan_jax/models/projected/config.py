@@ -2,12 +2,14 @@
 
 `projected_settings(cfg)` gives the reference's defaults for one `--cfg` (train.py);
 `apply_feature_diffusion(config.diffusion)` sets the projected reference's diffusion values;
-`build_generator(config)`, `build_discriminator(config)` construct the modules.
+`build_generator(config)`, `build_discriminator(config)` construct the modules;
+`backbone_variables(config)` loads the pretrained backbone (or None for a random one).
 
 The reference's flag or constant is named beside each field (docs/projected.md has the table).
 """
 import ml_collections
 
+from dgan_jax.models import efficientnet_lite
 from dgan_jax.models.generator import Generator
 from dgan_jax.models.precision import resolve_compute_dtype
 from dgan_jax.models.projected import fastgan, projector
@@ -129,3 +131,16 @@ def build_discriminator(config):
                                 cout=s.cout, expand=s.expand, num_discs=s.num_discs,
                                 separable=s.separable, patch=s.patch, conditional=s.cond,
                                 d_pos=s.d_pos, diffusion=frozen)
+
+
+def backbone_variables(config):
+  """The pretrained EfficientNet tree for `projector.install_backbone`, or None when
+  config.model.projected.backbone is 'random' (timm's initialisation, as `init` leaves it).
+
+  Reads `backbone_path` or the weights folder; a missing file raises FileNotFoundError naming
+  the file, its URL and the folder. Call it before compiling anything.
+  """
+  s = config.model.projected
+  if s.backbone == 'random':
+    return None
+  return efficientnet_lite.load_variables(s.backbone_path or None)
