@@ -190,10 +190,17 @@ def test_generator_matches_live_reference(pg, name):
   _check_generator(case, name, ours, arrays)
 
 
+LIVE_ONLY_D_CASES = {
+    'proj0_d': dict(separable=False, cond=False, d_pos='first', proj_type=0, patch=False),
+    'proj1_cond_d': dict(separable=False, cond=True, d_pos='first', proj_type=1, patch=False),
+    'patch_separable_d': dict(separable=True, cond=False, d_pos='first', proj_type=2, patch=True),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize('name', sorted(script.D_CASES))
+@pytest.mark.parametrize('name', sorted(script.D_CASES) + sorted(LIVE_ONLY_D_CASES))
 def test_discriminator_matches_live_reference(pg, name):
-  case = script.D_CASES[name]
+  case = {**script.D_CASES, **LIVE_ONLY_D_CASES}[name]
   shapes = script.discriminator_shapes(pg, case)
   ours_shapes = {k: tuple(v) for k, v in _discriminator_shapes_without_torch(case).items()}
   assert ours_shapes == {k: v for k, v in shapes.items()
