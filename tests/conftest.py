@@ -10,15 +10,16 @@ jax.config.update("jax_platforms", "cpu")
 jax.config.update("jax_num_cpu_devices", 8)
 
 import ast  # noqa: E402
+import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
 
-# The mirror of the authors' code and its extraction (REFERENCE_MIRROR, BESIDE kept importable
-# from here for existing users).
-from reference_code import (BESIDE, REFERENCE_MIRROR, projected_reference,  # noqa: E402,F401
-                            reference_code)
+import reference_code  # noqa: E402
+from reference_code import BESIDE, REFERENCE_MIRROR  # noqa: E402
+
 SHARED_DATA = BESIDE / "shared" / "data"
 SHAPES_FILE = BESIDE / "shared" / "docs" / "cifar_state_dict_shapes.txt"
+FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -50,18 +51,37 @@ def reference_shapes():
 def reference_networks(tmp_path_factory):
   """The reference's `training.networks` (with its torch_utils/dnnlib), extracted from the git
   mirror of the authors' repository into a temp dir; skipped without torch or the mirror."""
-  with reference_code(tmp_path_factory.mktemp("reference"), "diffusion-stylegan2",
-                      ["torch_utils", "dnnlib", "training/networks.py"],
-                      ("training", "torch_utils", "dnnlib")):
+  pytest.importorskip("torch")
+  if not reference_code.available():
+    pytest.skip(f"reference mirror {REFERENCE_MIRROR} not found")
+  root = reference_code.extract(reference_code.STYLEGAN2_PATHS, tmp_path_factory.mktemp("reference"))
+  # The reference's persistence checks re-import torch_utils, so its folder stays on sys.path.
+  with reference_code.on_path(root / "diffusion-stylegan2"):
     from training import networks   # pylint: disable=import-outside-toplevel
     yield networks
+
+
+def _reference_or_skip():
+  pytest.importorskip("torch")
+  if not reference_code.available():
+    pytest.skip(f"reference mirror {REFERENCE_MIRROR} not found")
+
+
+@pytest.fixture(scope="module")
+def reference_augment(tmp_path_factory):
+  """(adaaug, diffaug): the reference's `training/adaaug.py` and `training/diffaug.py` of
+  diffusion-stylegan2, importable on the CPU (their CUDA ops fall back to plain torch ops)."""
+  _reference_or_skip()
+  with reference_code.imported(tmp_path_factory.mktemp("reference_augment"), "diffusion-stylegan2",
+                               ["torch_utils", "dnnlib", "training/adaaug.py", "training/diffaug.py"],
+                               ["training.adaaug", "training.diffaug"]) as modules:
+    yield modules
 
 
 @pytest.fixture(scope="module")
 def reference_projected(tmp_path_factory):
   """The reference's Diffusion-ProjectedGAN `pg_modules` package (discriminator, projector,
-  diffusion, networks_fastgan, networks_stylegan2), runnable on the CPU with today's libraries:
-  timm's backbone built with random weights (no download) and the `act1` module older timm had;
-  numpy's removed `np.int` alias restored. Skipped without torch, timm or the mirror."""
-  with projected_reference(tmp_path_factory.mktemp("reference")) as pg_modules:
+  diffusion, networks_fastgan, networks_stylegan2), runnable on the CPU with today's libraries
+  (see reference_code.projected_reference). Skipped without torch, timm or the mirror."""
+  with reference_code.projected_reference(tmp_path_factory.mktemp("reference")) as pg_modules:
     yield pg_modules

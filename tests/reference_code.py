@@ -1,46 +1,73 @@
-"""The authors' PyTorch code, extracted from the git mirror for parity tests and fixture scripts.
-
-`reference_code` extracts files of one of the two code bases into a temp dir and makes them
-importable for the duration of a `with` block; `projected_reference` does that for
-Diffusion-ProjectedGAN's `pg_modules`, with the few shims today's libraries need. Nothing of the
-reference is copied into this repository. Both skip (pytest.skip) without torch or the mirror.
-"""
+"""The authors' reference code, extracted from the git mirror into a temp dir (tests and fixture
+scripts; never committed). `REFERENCE_MIRROR` is $DGAN_REFERENCE_REPO or the mirror beside the
+checkout; `extract(paths)` returns the folder holding the extracted files, `on_path` / `imported`
+make them importable for a `with` block and forget the reference's packages afterwards."""
 import contextlib
+import importlib
 import io
 import os
 import pathlib
 import subprocess
 import sys
 import tarfile
+import tempfile
 
 import numpy as np
-import pytest
 
 BESIDE = pathlib.Path(__file__).resolve().parents[2]   # the folder holding the checkout
 REFERENCE_MIRROR = pathlib.Path(os.environ.get(
     "DGAN_REFERENCE_REPO", BESIDE / ".mirror" / "Zhendong-Wang+Diffusion-GAN" / "repo"))
+STYLEGAN2_PATHS = ["diffusion-stylegan2/torch_utils", "diffusion-stylegan2/dnnlib",
+                   "diffusion-stylegan2/training/networks.py"]
+# Module roots the reference code imports by these names; dropped from sys.modules after use.
+REFERENCE_PACKAGES = ("training", "torch_utils", "dnnlib", "pg_modules")
+
+
+def available() -> bool:
+  return REFERENCE_MIRROR.exists()
+
+
+def extract(paths, root=None) -> pathlib.Path:
+  """`git archive` of `paths` from the mirror's HEAD into `root` (a new temp dir by default)."""
+  archive = subprocess.run(["git", "-C", str(REFERENCE_MIRROR), "archive", "HEAD", *paths],
+                           capture_output=True, check=True).stdout
+  root = pathlib.Path(root or tempfile.mkdtemp(prefix="reference_"))
+  with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+    tar.extractall(root, filter="data")
+  return root
+
+
+class on_path:
+  """Context manager: `src` first on sys.path, the reference packages forgotten on exit."""
+
+  def __init__(self, src):
+    self.src = str(src)
+
+  def __enter__(self):
+    sys.path.insert(0, self.src)
+    return self
+
+  def __exit__(self, *exc):
+    sys.path.remove(self.src)
+    for name in [n for n in sys.modules if n.split(".")[0] in REFERENCE_PACKAGES]:
+      del sys.modules[name]
 
 
 @contextlib.contextmanager
-def reference_code(root: pathlib.Path, folder: str, paths, packages):
-  """Extracts `paths` (relative to `folder`) of the mirror into `root` and puts `root/folder`
-  first on sys.path; on exit removes it and the imported top-level `packages` again."""
+def imported(root, project: str, paths, modules):
+  """Extracts `paths` of `project` (e.g. 'diffusion-stylegan2') into `root` and yields the imported
+  `modules`; the project folder is first on sys.path while the context is open."""
+  extract([f"{project}/{p}" for p in paths], root)
+  with on_path(pathlib.Path(root) / project):
+    yield [importlib.import_module(name) for name in modules]
+
+
+def skip_unless_available():
+  """pytest.skip without torch or the mirror (for tests and fixtures that run the reference)."""
+  import pytest  # pylint: disable=import-outside-toplevel
   pytest.importorskip("torch")
-  if not REFERENCE_MIRROR.exists():
+  if not available():
     pytest.skip(f"reference mirror {REFERENCE_MIRROR} not found")
-  archive = subprocess.run(["git", "-C", str(REFERENCE_MIRROR), "archive", "HEAD",
-                            *[f"{folder}/{p}" for p in paths]],
-                           capture_output=True, check=True).stdout
-  with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-    tar.extractall(root, filter="data")
-  src = str(root / folder)
-  sys.path.insert(0, src)   # the reference's persistence checks re-import torch_utils
-  try:
-    yield src
-  finally:
-    sys.path.remove(src)
-    for name in [n for n in sys.modules if n.split(".")[0] in packages]:
-      del sys.modules[name]
 
 
 @contextlib.contextmanager
@@ -82,8 +109,9 @@ def projected_reference(root: pathlib.Path):
   Skips without torch, timm or the mirror."""
   import projected_helpers  # pylint: disable=import-outside-toplevel
   timm = projected_helpers.import_timm()
-  with reference_code(root, "diffusion-projected-gan", ["torch_utils", "dnnlib", "pg_modules"],
-                      ("pg_modules", "torch_utils", "dnnlib")), _shims(timm):
+  skip_unless_available()
+  with imported(root, "diffusion-projected-gan", ["torch_utils", "dnnlib", "pg_modules"], []), \
+      _shims(timm):
     # pylint: disable=import-outside-toplevel
     import pg_modules.diffusion
     import pg_modules.discriminator
