@@ -21,6 +21,10 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
   d.priority_weights = 'reference'  # reference: p(t) ~ t - 1 (code); paper: p(t) ~ t (eq. 6).
   d.epl_size = 64               # Entries of the exploration list t_epl.
   d.epl_zeros = 32              # Entries that stay t = 0 (clean); 0 = the paper's mixture without t = 0.
+  d.epl_nonzero_rule = 'fixed'  # fixed: epl_size - epl_zeros draws (pixel-level reference); level:
+                                # min(round(epl_size * p), epl_max_nonzero) (projected reference).
+  d.epl_max_nonzero = 48        # Cap of the 'level' rule (projected reference: 48 of 64).
+  d.t_per_channel = False       # True: one t per sample and channel (feature maps, projected reference).
   d.target = 0.6                # d_target for r_d = E[sign(D(y_real, t))].
   d.ada_interval = 4            # Minibatches between controller updates.
   d.ada_kimg = 100.0            # kimg for p to go 0 -> 1 at constant sign.

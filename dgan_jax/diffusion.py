@@ -10,6 +10,12 @@ Real and generated samples go through the same forward diffusion before the disc
 adaptive step of their training loop; see docs/diffusion.md for the formulas and the options that follow
 the paper instead.
 
+Feature-level diffusion (Diffusion-ProjectedGAN, the authors' `diffusion-projected-gan/pg_modules/
+diffusion.py`) is the same process on feature maps, selected by three options that default to the
+pixel-level behaviour: `t_per_channel` (one t per sample and channel, the last axis), and
+`epl_nonzero_rule='level'` with `epl_max_nonzero` (t_epl holds min(round(epl_size * p),
+epl_max_nonzero) draws, the rest clean).
+
 Everything here works on fixed-size arrays (schedule tables of `t_max + 1` entries, a fixed-length t_epl),
 so a new T never triggers a recompile, and the controller state is a pytree that lives inside the
 replicated train state and is checkpointed with it.
@@ -28,6 +34,7 @@ import numpy as np
 SCHEDULES = ('linear', 'quad', 'const', 'jsd', 'sigmoid', 'cosine', 'continuous_t')
 TS_DISTS = ('priority', 'uniform')
 PRIORITY_WEIGHTS = ('reference', 'paper')
+EPL_NONZERO_RULES = ('fixed', 'level')
 
 _COSINE_S = 0.008
 _CONTINUOUS_B_MIN = 0.1
@@ -149,14 +156,28 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
                     f'diffusion.ada_kimg={cfg.ada_kimg} > 0.')
   if not 0 <= cfg.epl_zeros < cfg.epl_size:
     problems.append(f'diffusion.epl_zeros={cfg.epl_zeros} must be in [0, epl_size={cfg.epl_size}).')
+  rule = cfg.get('epl_nonzero_rule', 'fixed')
+  if rule not in EPL_NONZERO_RULES:
+    problems.append(f'diffusion.epl_nonzero_rule={rule!r} is unknown; use one of '
+                    f'{EPL_NONZERO_RULES} (fixed: epl_size - epl_zeros draws, the pixel-level '
+                    'reference; level: min(round(epl_size * p), epl_max_nonzero), the projected one).')
+  elif rule == 'level':
+    cap = cfg.get('epl_max_nonzero', None)
+    if not isinstance(cap, int) or not 0 <= cap <= cfg.epl_size:
+      problems.append(f'diffusion.epl_max_nonzero={cap!r} must be an integer in '
+                      f'[0, epl_size={cfg.epl_size}] (reference: 48 of 64).')
+  if not isinstance(cfg.get('t_per_channel', False), bool):
+    problems.append(f"diffusion.t_per_channel={cfg.get('t_per_channel')!r} must be True or False.")
   if not 0 < cfg.beta_start <= cfg.beta_end < 1:
     problems.append(f'diffusion.beta_start={cfg.beta_start}, beta_end={cfg.beta_end} must satisfy '
                     '0 < beta_start <= beta_end < 1.')
   if not problems:
     unit = cfg.ada_kimg * 1000
-    if unit != round(unit) or round(unit) * max(cfg.t_max - cfg.t_min, 1) >= 2**30:
+    span = max(cfg.t_max - cfg.t_min, cfg.epl_size if rule == 'level' else 1, 1)
+    if unit != round(unit) or round(unit) * span >= 2**30:
       problems.append(f'diffusion.ada_kimg={cfg.ada_kimg} must make ada_kimg * 1000 a whole number with '
-                      f'ada_kimg * 1000 * (t_max - t_min) < 2**30 (the exact integer level); '
+                      f'ada_kimg * 1000 * max(t_max - t_min, epl_size) < 2**30 (the exact integer '
+                      'level); '
                       'e.g. ada_kimg=100 (reference).')
   if problems:
     raise ValueError('Bad diffusion config:\n  ' + '\n  '.join(problems))
@@ -173,22 +194,51 @@ def level_ticks(p: float, cfg: ml_collections.ConfigDict) -> int:
 
 def ticks_to_T(ticks: jax.Array, cfg: ml_collections.ConfigDict) -> jax.Array:
   """T = t_min + round(p * (t_max - t_min)) in exact integer arithmetic, ties to even like Python."""
-  den = ticks_per_unit(cfg)
-  num = jnp.asarray(ticks, jnp.int32) * (cfg.t_max - cfg.t_min)
+  steps = _round_ratio_half_even(jnp.asarray(ticks, jnp.int32) * (cfg.t_max - cfg.t_min),
+                                 ticks_per_unit(cfg))
+  return jnp.clip(cfg.t_min + steps, cfg.t_min, cfg.t_max).astype(jnp.int32)
+
+
+def _round_ratio_half_even(num: jax.Array, den: int) -> jax.Array:
+  """round(num / den) for non-negative int32 num, ties to even like Python's round()."""
   q = num // den
   r = num - q * den
-  up = (2 * r > den) | ((2 * r == den) & (q % 2 == 1))
-  return jnp.clip(cfg.t_min + q + up.astype(jnp.int32), cfg.t_min, cfg.t_max).astype(jnp.int32)
+  return q + ((2 * r > den) | ((2 * r == den) & (q % 2 == 1))).astype(jnp.int32)
+
+
+def num_nonzero_entries(ticks: jax.Array, cfg: ml_collections.ConfigDict) -> jax.Array:
+  """Number of drawn (non-clean) t_epl entries: `epl_size - epl_zeros` under the 'fixed' rule;
+  min(round(epl_size * p), epl_max_nonzero) under 'level' (the projected reference's
+  `diffusion_ind = min(round(p * 64), 48)`), in exact integer arithmetic."""
+  if cfg.get('epl_nonzero_rule', 'fixed') == 'fixed':
+    return jnp.asarray(cfg.epl_size - cfg.epl_zeros, jnp.int32)
+  n = _round_ratio_half_even(jnp.asarray(ticks, jnp.int32) * cfg.epl_size, ticks_per_unit(cfg))
+  return jnp.minimum(n, cfg.epl_max_nonzero).astype(jnp.int32)
 
 
 def sample_t_epl(key: jax.Array, T: jax.Array, cfg: ml_collections.ConfigDict,
-                 num_pools: int) -> jax.Array:
+                 num_pools: int, p_ticks: jax.Array | None = None) -> jax.Array:
   """Draws `num_pools` exploration lists for the current T: int32 `[num_pools, epl_size]`.
 
-  Each list has `epl_size - epl_zeros` draws from {1..T} first (priority or uniform), then `epl_zeros`
-  zeros, as the reference's `update_T` (64 entries, 32 drawn, 32 clean).
+  Each list has its non-zero draws from {1..T} first (priority or uniform), then zeros (clean).
+  Rule 'fixed': `epl_size - epl_zeros` draws, as the pixel-level reference's `update_T` (64
+  entries, 32 drawn, 32 clean). Rule 'level' (needs `p_ticks`, the level): min(round(epl_size *
+  p), epl_max_nonzero) draws, as the projected reference (none at p = 0, 48 of 64 from p = 0.75).
   """
+  if cfg.get('epl_nonzero_rule', 'fixed') == 'level':
+    if p_ticks is None:
+      raise ValueError("sample_t_epl: epl_nonzero_rule='level' needs the level p_ticks.")
+    draws = _draw_t(key, T, cfg, (num_pools, cfg.epl_size))
+    keep = jnp.arange(cfg.epl_size) < num_nonzero_entries(p_ticks, cfg)
+    return jnp.where(keep[None, :], draws, 0)
   n_draw = cfg.epl_size - cfg.epl_zeros
+  draws = _draw_t(key, T, cfg, (num_pools, n_draw))
+  zeros = jnp.zeros((num_pools, cfg.epl_zeros), jnp.int32)
+  return jnp.concatenate([draws, zeros], axis=1)
+
+
+def _draw_t(key: jax.Array, T: jax.Array, cfg: ml_collections.ConfigDict, shape) -> jax.Array:
+  """int32 draws from {1..T} with the configured distribution (priority or uniform)."""
   values = jnp.arange(1, cfg.t_max + 1)
   if cfg.ts_dist == 'priority':
     weights = values - 1.0 if cfg.priority_weights == 'reference' else values * 1.0
@@ -198,9 +248,7 @@ def sample_t_epl(key: jax.Array, T: jax.Array, cfg: ml_collections.ConfigDict,
   # T == 1 with reference priority weights has no admissible value (the reference divides by zero);
   # fall back to t = 1 then.
   logits = jnp.where(jnp.all(jnp.isinf(logits)), jnp.where(values == 1, 0.0, -jnp.inf), logits)
-  draws = jax.random.categorical(key, logits, shape=(num_pools, n_draw)) + 1
-  zeros = jnp.zeros((num_pools, cfg.epl_zeros), jnp.int32)
-  return jnp.concatenate([draws.astype(jnp.int32), zeros], axis=1)
+  return (jax.random.categorical(key, logits, shape=shape) + 1).astype(jnp.int32)
 
 
 def init_state(key: jax.Array, cfg: ml_collections.ConfigDict, num_pools: int) -> DiffusionState:
@@ -209,7 +257,8 @@ def init_state(key: jax.Array, cfg: ml_collections.ConfigDict, num_pools: int) -
   T = ticks_to_T(ticks, cfg)
   key, sub = jax.random.split(key)
   return DiffusionState(
-      p_ticks=ticks, p=(ticks / ticks_per_unit(cfg)).astype(jnp.float32), T=T, t_epl=sample_t_epl(sub, T, cfg, num_pools),
+      p_ticks=ticks, p=(ticks / ticks_per_unit(cfg)).astype(jnp.float32), T=T,
+      t_epl=sample_t_epl(sub, T, cfg, num_pools, ticks),
       sign_sum=jnp.zeros((), jnp.float32), sign_count=jnp.zeros((), jnp.float32),
       key=key, num_updates=jnp.zeros((), jnp.int32), r_d_last=jnp.zeros((), jnp.float32))
 
@@ -236,7 +285,8 @@ def update(state: DiffusionState, cfg: ml_collections.ConfigDict, batch_size: in
   key, sub = jax.random.split(state.key)
   num_pools = state.t_epl.shape[0]
   return DiffusionState(
-      p_ticks=ticks, p=(ticks / den).astype(jnp.float32), T=T, t_epl=sample_t_epl(sub, T, cfg, num_pools),
+      p_ticks=ticks, p=(ticks / den).astype(jnp.float32), T=T,
+      t_epl=sample_t_epl(sub, T, cfg, num_pools, ticks),
       sign_sum=jnp.zeros((), jnp.float32), sign_count=jnp.zeros((), jnp.float32),
       key=key, num_updates=state.num_updates + 1, r_d_last=r_d.astype(jnp.float32))
 
@@ -252,8 +302,16 @@ def running_r_d(state: DiffusionState) -> jax.Array:
 
 def q_sample(x: jax.Array, t: jax.Array, sqrt_abar: jax.Array, sqrt_one_minus_abar: jax.Array,
              noise_std: float, eps: jax.Array) -> jax.Array:
-  """y = sqrt_abar[t] x + sqrt_one_minus_abar[t] * noise_std * eps, t of shape [N], x of shape [N, ...]."""
-  shape = (-1,) + (1,) * (x.ndim - 1)
+  """y = sqrt_abar[t] x + sqrt_one_minus_abar[t] * noise_std * eps, x of shape [N, ...].
+
+  t has shape [N] (one step per sample) or [N, C] (one per sample and channel, C = x's last axis).
+  """
+  if t.ndim == 1:
+    shape = (-1,) + (1,) * (x.ndim - 1)
+  elif t.ndim == 2 and t.shape == (x.shape[0], x.shape[-1]):
+    shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
+  else:
+    raise ValueError(f'q_sample: t must be [N] or [N, C] for x of shape {x.shape}, got {t.shape}.')
   a = sqrt_abar[t].reshape(shape).astype(x.dtype)
   b = sqrt_one_minus_abar[t].reshape(shape).astype(x.dtype)
   return a * x + b * (noise_std * eps.astype(x.dtype))
@@ -264,18 +322,30 @@ def diffuse(key: jax.Array, x: jax.Array, t_epl_row: jax.Array, T: jax.Array,
   """Diffuses one sub-batch (one reference GPU's samples): returns `(y, t)`.
 
   y has x's shape and dtype, t is int32 [N]; each sample's t is a uniform draw, with replacement, from
-  `t_epl_row` (the sub-batch's exploration list) and eps ~ N(0, I). The training step calls this once
+  `t_epl_row` (the sub-batch's exploration list) and eps ~ N(0, I). With `cfg.t_per_channel` t is
+  [N, C], one draw per sample and channel (last axis; feature maps NHWC), as the projected
+  reference's `np.random.choice(t_epl, size=N * C)`. The training step calls this once
   per sub-batch with a key derived from the sub-batch's global index, so results do not depend on how
   the batch is split over devices. With `cfg.enabled=False` returns `(x, zeros)`: the vanilla GAN.
   """
-  n = x.shape[0]
   if not cfg.enabled:
-    return x, jnp.zeros((n,), jnp.int32)
-  t_key, eps_key = jax.random.split(key)
-  t = t_epl_row[jax.random.randint(t_key, (n,), 0, t_epl_row.shape[0])]
-  eps = jax.random.normal(eps_key, x.shape, jnp.float32)
+    t_shape = (x.shape[0], x.shape[-1]) if cfg.get('t_per_channel', False) else (x.shape[0],)
+    return x, jnp.zeros(t_shape, jnp.int32)
+  t, eps = draw(key, x.shape, t_epl_row, cfg.get('t_per_channel', False))
   sqrt_abar, sqrt_1m = schedule(cfg.beta_schedule, cfg.beta_start, cfg.beta_end, T, cfg.t_max)
   return q_sample(x, t, sqrt_abar, sqrt_1m, cfg.noise_std, eps), t
+
+
+def draw(key: jax.Array, shape, t_epl_row: jax.Array, t_per_channel: bool = False):
+  """The random draws of `diffuse` for an input of `shape`: (t, eps).
+
+  t int32 [N] (or [N, C], C = the last axis, with `t_per_channel`): uniform picks, with
+  replacement, from `t_epl_row`; eps float32 N(0, I) of `shape`. `key` splits into the two.
+  """
+  t_key, eps_key = jax.random.split(key)
+  t_shape = (shape[0], shape[-1]) if t_per_channel else (shape[0],)
+  t = t_epl_row[jax.random.randint(t_key, t_shape, 0, t_epl_row.shape[0])]
+  return t, jax.random.normal(eps_key, shape, jnp.float32)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -76,3 +76,12 @@ def reference_augment(tmp_path_factory):
                                ["torch_utils", "dnnlib", "training/adaaug.py", "training/diffaug.py"],
                                ["training.adaaug", "training.diffaug"]) as modules:
     yield modules
+
+
+@pytest.fixture(scope="module")
+def reference_projected(tmp_path_factory):
+  """The reference's Diffusion-ProjectedGAN `pg_modules` package (discriminator, projector,
+  diffusion, networks_fastgan, networks_stylegan2), runnable on the CPU with today's libraries
+  (see reference_code.projected_reference). Skipped without torch, timm or the mirror."""
+  with reference_code.projected_reference(tmp_path_factory.mktemp("reference")) as pg_modules:
+    yield pg_modules

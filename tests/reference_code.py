@@ -12,6 +12,8 @@ import sys
 import tarfile
 import tempfile
 
+import numpy as np
+
 BESIDE = pathlib.Path(__file__).resolve().parents[2]   # the folder holding the checkout
 REFERENCE_MIRROR = pathlib.Path(os.environ.get(
     "DGAN_REFERENCE_REPO", BESIDE / ".mirror" / "Zhendong-Wang+Diffusion-GAN" / "repo"))
@@ -58,3 +60,62 @@ def imported(root, project: str, paths, modules):
   extract([f"{project}/{p}" for p in paths], root)
   with on_path(pathlib.Path(root) / project):
     yield [importlib.import_module(name) for name in modules]
+
+
+def skip_unless_available():
+  """pytest.skip without torch or the mirror (for tests and fixtures that run the reference)."""
+  import pytest  # pylint: disable=import-outside-toplevel
+  pytest.importorskip("torch")
+  if not available():
+    pytest.skip(f"reference mirror {REFERENCE_MIRROR} not found")
+
+
+@contextlib.contextmanager
+def _shims(timm):
+  """What the reference (written for timm 0.4.12, numpy 1.21) needs today, undone on exit:
+
+  * `timm.create_model(..., pretrained=True)` would download: built with random weights instead
+    (tests copy weights in anyway);
+  * timm >= 0.9 folds the stem's ReLU6 into `bn1` (BatchNormAct2d) and has no `act1`; the
+    reference's `nn.Sequential(conv_stem, bn1, act1, ...)` gets an `nn.Identity` there, which
+    keeps its module indices (and state-dict keys) those of timm 0.4.12;
+  * `np.int` (used by `Diffusion.update_T`) was removed in numpy 1.24: aliased to int.
+  """
+  import torch  # pylint: disable=import-outside-toplevel
+  create = timm.create_model
+
+  def create_model(name, pretrained=False, **kwargs):
+    del pretrained
+    model = create(name, pretrained=False, **kwargs)
+    if not hasattr(model, 'act1'):
+      model.act1 = torch.nn.Identity()
+    return model
+  had_int = 'int' in np.__dict__
+  timm.create_model = create_model
+  if not had_int:
+    np.int = int
+  try:
+    yield
+  finally:
+    timm.create_model = create
+    if not had_int:
+      del np.int
+
+
+@contextlib.contextmanager
+def projected_reference(root: pathlib.Path):
+  """The reference's `pg_modules` package (discriminator, projector, diffusion, blocks,
+  networks_fastgan, networks_stylegan2) with its torch_utils/dnnlib, runnable on the CPU.
+  Skips without torch, timm or the mirror."""
+  import projected_helpers  # pylint: disable=import-outside-toplevel
+  timm = projected_helpers.import_timm()
+  skip_unless_available()
+  with imported(root, "diffusion-projected-gan", ["torch_utils", "dnnlib", "pg_modules"], []), \
+      _shims(timm):
+    # pylint: disable=import-outside-toplevel
+    import pg_modules.diffusion
+    import pg_modules.discriminator
+    import pg_modules.networks_fastgan
+    import pg_modules.networks_stylegan2
+    import pg_modules.projector
+    yield pg_modules

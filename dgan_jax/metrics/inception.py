@@ -164,21 +164,7 @@ def load_variables(path: str | os.PathLike | None = None) -> dict[str, Any]:
   folder is read-only); later calls read the .npz without torch.
   """
   path = weights_io.find_weights(path, FILE_NAMES, 'FID Inception-v3', URLS)
-  if path.suffix == '.npz':
-    variables = weights_io.load_npz(path)
-    weights_io.check_against_template(variables, variables_template(), str(path))
-    return variables
-  cached = path.with_name(path.name + '.npz')
-  fallback = weights_io.weights_dir() / (path.name + '.npz')
-  for candidate in (cached, fallback):
-    if candidate.exists() and candidate.stat().st_mtime >= path.stat().st_mtime:
-      return weights_io.load_npz(candidate)
-  variables = variables_from_torch_file(path)
-  try:
-    weights_io.save_npz(cached, variables)
-  except OSError:
-    weights_io.save_npz(fallback, variables)
-  return variables
+  return weights_io.load_converted(path, variables_from_torch_file, variables_template())
 
 
 def preprocess(images: jax.Array, size: int = INPUT_SIZE) -> jax.Array:

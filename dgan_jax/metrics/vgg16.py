@@ -113,23 +113,14 @@ def load_variables(path: str | os.PathLike | None = None):
   """VGG16 variables from `path` (.npz, .pt or .pth) or the weights dir; torch files are
   converted once into `<file>.npz`."""
   path = weights_io.find_weights(path, FILE_NAMES, 'VGG16 (precision/recall)', URLS)
-  if path.suffix == '.npz':
-    variables = weights_io.load_npz(path)
-    weights_io.check_against_template(variables, variables_template(), str(path))
-    return variables
-  cached = path.with_name(path.name + '.npz')
-  if cached.exists() and cached.stat().st_mtime >= path.stat().st_mtime:
-    return weights_io.load_npz(cached)
+  return weights_io.load_converted(path, _variables_from_torch_file, variables_template())
+
+
+def _variables_from_torch_file(path) -> dict:
   state = weights_io.read_torch_tensors(path)
   if 'layers.conv1.weight' in state:
-    variables = variables_from_nvidia(state, str(path))
-  else:
-    variables = variables_from_torchvision(state, str(path))
-  try:
-    weights_io.save_npz(cached, variables)
-  except OSError:
-    weights_io.save_npz(weights_io.weights_dir() / cached.name, variables)
-  return variables
+    return variables_from_nvidia(state, str(path))
+  return variables_from_torchvision(state, str(path))
 
 
 def feature_net(path: str | os.PathLike | None = None, variables: Any = None):

@@ -7,7 +7,7 @@ load that without torch.
 import os
 import pathlib
 import zipfile
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -19,31 +19,32 @@ def weights_dir() -> pathlib.Path:
   return pathlib.Path(os.environ.get(ENV_DIR, pathlib.Path.home() / '.cache' / 'dgan_jax' / 'metrics'))
 
 
-def missing_weights_error(what: str, names: Iterable[str], urls: Iterable[str]) -> FileNotFoundError:
+def missing_weights_error(what: str, names: Iterable[str], urls: Iterable[str],
+                          doc: str = 'docs/metrics.md') -> FileNotFoundError:
   """A FileNotFoundError that names the files we look for, where to put them and where to get them."""
   names = list(names)
   return FileNotFoundError(
       f'{what} weights not found. Put one of {names} into {weights_dir()} (or set ${ENV_DIR}, or '
       f'pass the file path explicitly). Download: ' + ' or '.join(urls) +
       '. Converting a .pth/.pt needs torch once (pip install "dgan_jax[torch]"); the converted '
-      '.npz beside it loads without torch. See docs/metrics.md.')
+      f'.npz beside it loads without torch. See {doc}.')
 
 
 def find_weights(path: str | os.PathLike | None, names: Iterable[str], what: str,
-                 urls: Iterable[str]) -> pathlib.Path:
+                 urls: Iterable[str], doc: str = 'docs/metrics.md') -> pathlib.Path:
   """`path` if given and present; else the first of `names` found in `weights_dir()`."""
   names = list(names)
   if path is not None:
     path = pathlib.Path(path).expanduser()
     if not path.exists():
       raise FileNotFoundError(f'{what} weights file {path} does not exist. '
-                              + str(missing_weights_error(what, names, urls)))
+                              + str(missing_weights_error(what, names, urls, doc)))
     return path
   for name in names:
     candidate = weights_dir() / name
     if candidate.exists():
       return candidate
-  raise missing_weights_error(what, names, urls)
+  raise missing_weights_error(what, names, urls, doc)
 
 
 def flatten_tree(tree: Mapping[str, Any], prefix: str = '', as_numpy: bool = True) -> dict[str, Any]:
@@ -84,6 +85,34 @@ def save_npz(path: str | os.PathLike, variables: Mapping[str, Any]) -> pathlib.P
 def load_npz(path: str | os.PathLike) -> dict[str, Any]:
   with np.load(path) as data:
     return unflatten_tree({k: data[k] for k in data.files})
+
+
+def load_converted(path: str | os.PathLike, convert: Callable[[pathlib.Path], Mapping[str, Any]],
+                   template: Mapping[str, Any]) -> dict[str, Any]:
+  """Variables from a `.npz` as is, or from a torch file through `convert`, cached once.
+
+  The conversion is written to `<file>.npz` beside the torch file (or into `weights_dir()` when
+  that folder is read-only) and reused while it is newer than the source. The result is checked
+  against `template` (a tree of shapes).
+  """
+  path = pathlib.Path(path)
+  if path.suffix == '.npz':
+    variables = load_npz(path)
+    check_against_template(variables, template, str(path))
+    return variables
+  cached = path.with_name(path.name + '.npz')
+  fallback = weights_dir() / cached.name
+  for candidate in (cached, fallback):
+    if candidate.exists() and candidate.stat().st_mtime >= path.stat().st_mtime:
+      variables = load_npz(candidate)
+      check_against_template(variables, template, str(candidate))
+      return variables
+  variables = dict(convert(path))
+  try:
+    save_npz(cached, variables)
+  except OSError:
+    save_npz(fallback, variables)
+  return variables
 
 
 def is_torchscript(path: str | os.PathLike) -> bool:
