@@ -124,6 +124,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval.inception_path = ''   # '' = the weights folder ($DGAN_JAX_METRICS_DIR, docs/metrics.md).
   config.eval.vgg16_path = ''
   config.eval.domain_nets = ''      # 'name=pkg.mod:factory,...' for metrics named e.g. fid50k_full-name.
+  config.eval.clf_path = ''         # CIFAR-10 classifier of fd10k-clf/kid10k-clf ('' = weights folder).
   return config
 
 

@@ -53,7 +53,7 @@ class Evaluator:
       evaluate.parse_metric(name)              # Bad names fail here, before any training.
     self.feature_nets = evaluate.feature_nets_for(
         self.names, config.eval.inception_path or None, config.eval.vgg16_path or None,
-        parse_domain_nets(config.eval.domain_nets))
+        parse_domain_nets(config.eval.domain_nets), config.eval.get('clf_path') or None)
     self.primary = self.names[0]
     self.lower_is_better = evaluate.lower_is_better(self.primary)
     draw_labels = steps.label_sampler(nets.c_dim, label_dist)

@@ -13,6 +13,13 @@ Metric names follow stylegan2-ada-pytorch (`metrics/metric_main.py`), with any i
 A suffix `-<net>` computes the same formula on another feature network from `feature_nets`:
 `fid50k_full-domain` is a Frechet distance on the 'domain' network's features (the domain-feature
 option), `pr50k3_full-inception` is precision/recall on Inception features (not the paper's PR).
+
+  fd{N}k[_full]-<net>   the FID formula on a non-Inception network (the suffix is required):
+                        fd10k-clf is 10k generated vs <= 10k real on the CIFAR-10 classifier
+                        of metrics/classifier.py (an offline proxy; docs/metrics.md)
+
+The network 'clf' is loaded from `clf_path` or the metrics weights folder unless `domain_nets`
+names another.
 """
 import dataclasses
 import logging
@@ -32,7 +39,7 @@ FULL_MAX_REAL = {'fid': None, 'kid': 1_000_000, 'pr': 200_000}
 # The names the reference registers, plus the quick variants used during short runs.
 REGISTERED = ('fid50k_full', 'kid50k_full', 'pr50k3_full', 'is50k', 'fid50k', 'kid50k', 'pr50k3',
               'fid10k_full', 'fid10k', 'fid2k_full', 'fid2k', 'kid10k_full', 'is10k', 'pr10k3_full')
-_NAME_RE = re.compile(r'^(?P<kind>fid|kid|is|pr)(?P<n>\d+)k(?P<k>\d+)?(?P<full>_full)?'
+_NAME_RE = re.compile(r'^(?P<kind>fid|fd|kid|is|pr)(?P<n>\d+)k(?P<k>\d+)?(?P<full>_full)?'
                       r'(?:-(?P<net>[A-Za-z0-9_]+))?$')
 
 
@@ -40,7 +47,7 @@ _NAME_RE = re.compile(r'^(?P<kind>fid|kid|is|pr)(?P<n>\d+)k(?P<k>\d+)?(?P<full>_
 class MetricSpec:
   """One parsed metric: formula, counts, and which feature network it uses."""
   name: str
-  kind: str              # fid, kid, is or pr.
+  kind: str              # The formula: fid (also for fd names), kid, is or pr.
   num_gen: int
   max_real: int | None   # None: every real image; 0: no real images needed (IS).
   net: str               # Key into the `feature_nets` mapping.
@@ -56,8 +63,15 @@ def parse_metric(name: str) -> MetricSpec:
   m = _NAME_RE.match(name.strip())
   if not m:
     raise ValueError(f'unknown metric {name!r}: expected e.g. {", ".join(REGISTERED[:4])} or the '
-                     'pattern fid|kid{N}k[_full], pr{N}k{K}[_full], is{N}k, optional -<net>.')
+                     'pattern fid|kid{N}k[_full], pr{N}k{K}[_full], is{N}k, optional -<net>, '
+                     'or fd{N}k[_full]-<net> (e.g. fd10k-clf).')
   kind, n = m['kind'], int(m['n']) * 1000
+  if kind == 'fd':
+    if m['net'] in (None, 'inception'):
+      raise ValueError(f'{name}: fd (Frechet distance) names a non-Inception feature network, '
+                       f'e.g. fd{m["n"]}k-clf; on Inception features it is the FID, '
+                       f'fid{m["n"]}k{m["full"] or ""}.')
+    kind = 'fid'
   if n == 0:
     raise ValueError(f'{name}: the generated-image count must be positive')
   if (kind == 'pr') != (m['k'] is not None):
@@ -325,11 +339,12 @@ def feature_net_from_import_path(spec: str) -> FeatureNet:
 
 
 def feature_nets_for(metric_names: str | Iterable[str], inception_path=None, vgg16_path=None,
-                     domain_nets: Mapping[str, str | FeatureNet] | None = None
-                     ) -> dict[str, FeatureNet]:
-  """Loads only the networks the metrics need: Inception for fid/kid/is, VGG16 for pr, and any
+                     domain_nets: Mapping[str, str | FeatureNet] | None = None,
+                     clf_path=None) -> dict[str, FeatureNet]:
+  """Loads only the networks the metrics need: Inception for fid/kid/is, VGG16 for pr, the
+  CIFAR-10 classifier for `-clf` (from `clf_path` or the weights folder), and any other
   `-<name>` networks from `domain_nets` (FeatureNets or 'module:factory' import paths)."""
-  from dgan_jax.metrics import inception, vgg16  # pylint: disable=import-outside-toplevel
+  from dgan_jax.metrics import classifier, inception, vgg16  # pylint: disable=import-outside-toplevel
   if isinstance(metric_names, str):
     metric_names = [n for n in metric_names.split(',') if n.strip()]
   roles = {parse_metric(n).net for n in metric_names}
@@ -343,6 +358,8 @@ def feature_nets_for(metric_names: str | Iterable[str], inception_path=None, vgg
       nets[role] = inception.feature_net(inception_path)
     elif role == 'vgg16':
       nets[role] = vgg16.feature_net(vgg16_path)
+    elif role == classifier.ROLE:
+      nets[role] = classifier.feature_net(clf_path)
     else:
       raise ValueError(f'no feature network named {role!r}: pass it in domain_nets')
   return nets

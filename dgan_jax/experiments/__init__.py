@@ -1,0 +1,1 @@
+"""Experiments that explain or measure Diffusion-GAN outside the training loop (paper figures)."""
