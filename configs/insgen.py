@@ -31,13 +31,13 @@ def get_config(preset: str, resolution: int, target: float = 0.6):
   return config
 
 
-def apply_variants(config, parts, sizes=('smoke',)):
+def apply_variants(config, parts):
   """Applies a method (METHODS) and `smoke`; returns the parts it did not know."""
   rest = []
   for part in parts:
     if part in METHODS:
       config.diffusion.enabled, config.insgen.enabled = METHODS[part]
-    elif part == 'smoke' and part in sizes:
+    elif part == 'smoke':
       base.apply_smoke(config)
       config.data.resolution = 32
     else:

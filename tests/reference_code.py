@@ -62,6 +62,21 @@ def imported(root, project: str, paths, modules):
     yield [importlib.import_module(name) for name in modules]
 
 
+def perturb(net, seed: int = 0):
+  """A reference torch network with random non-zero biases / noise strengths (+0.3 N(0, 1)) and
+  w_avg, so every term of its forward matters in a comparison; returns the network."""
+  import torch  # pylint: disable=import-outside-toplevel
+  torch.manual_seed(seed)
+  with torch.no_grad():
+    for _, p in net.named_parameters():
+      if p.ndim <= 1:
+        p.add_(torch.randn_like(p) * 0.3)
+    for name, b in net.named_buffers():
+      if name.endswith('w_avg'):
+        b.normal_()
+  return net
+
+
 def skip_unless_available():
   """pytest.skip without torch or the mirror (for tests and fixtures that run the reference)."""
   import pytest  # pylint: disable=import-outside-toplevel

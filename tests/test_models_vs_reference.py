@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from reference_code import perturb
 from dgan_jax.models import torch_names
 from dgan_jax.models.discriminator import Discriminator
 from dgan_jax.models.generator import Generator
@@ -25,19 +26,6 @@ SYNTH = dict(channel_base=256, channel_max=32, num_fp16_res=0, conv_clamp=256)
 @pytest.fixture(scope='module')
 def networks(reference_networks):
   return reference_networks
-
-
-def perturb(net):
-  """Random non-zero biases / noise strengths / w_avg so every term of the forward matters."""
-  torch.manual_seed(0)
-  with torch.no_grad():
-    for _, p in net.named_parameters():
-      if p.ndim <= 1:
-        p.add_(torch.randn_like(p) * 0.3)
-    for name, b in net.named_buffers():
-      if name.endswith('w_avg'):
-        b.normal_()
-  return net
 
 
 def nhwc(x):

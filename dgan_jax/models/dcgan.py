@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dgan_jax.models.small_layers import (Conv2d, ConvTranspose2d, TimestepEmbedding, channels,
-                                          check_unconditional)
+                                          check_square_images, check_unconditional)
 
 INIT = nn.initializers.normal(0.02)
 BN = dict(momentum=0.9, epsilon=2e-5)
@@ -75,9 +75,7 @@ class DCGANDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, img, c=None, t=None, train: bool = True):
     check_unconditional(c, 'DCGANDiscriminator')
-    if img.ndim != 4 or img.shape[1] != img.shape[2] or img.shape[1] % 8:
-      raise ValueError(f'DCGANDiscriminator: expected square NHWC images with a side divisible '
-                       f'by 8, got {img.shape}')
+    check_square_images(img, 8, 'DCGANDiscriminator')
     x = img.astype(jnp.float32)
     for i, (name, base, k, stride) in enumerate(D_LAYERS):
       x = Conv2d(channels(base, self.width), k, stride, 1, kernel_init=INIT, name=name)(x)

@@ -2,7 +2,8 @@
 
 Unlike models/layers.py (StyleGAN2's equalised-learning-rate layers), these hold their weights at
 the scale they are used, with the initialisers of the original code passed in. Convolutions go
-through models/conv.py, so strided and transposed ones stay on XLA:CPU's fast path.
+through models/torch_layers.py (models/conv.py), so strided and transposed ones stay on XLA:CPU's
+fast path.
 
 Weight layouts: conv kernels HWIO [kh, kw, in, out], dense kernels [in, out]; every
 spectral-norm implementation that reshapes a kernel to [-1, out] (flax's, and torch's on
@@ -11,9 +12,8 @@ spectral-norm implementation that reshapes a kernel to [-1, out] (flax's, and to
 from typing import Any, Callable
 
 import flax.linen as nn
-import jax.numpy as jnp
 
-from dgan_jax.models import conv
+from dgan_jax.models import torch_layers
 from dgan_jax.models.discriminator import timestep_features
 
 Initializer = Callable[..., Any]
@@ -38,7 +38,7 @@ class Conv2d(nn.Module):
     k = self.kernel_size
     w = self.param('kernel', self.kernel_init, (k, k, x.shape[-1], self.features))
     p = self.padding
-    y = conv.conv2d(x, w.astype(x.dtype), self.stride, ((p, p), (p, p)))
+    y = torch_layers.conv2d(x, w, self.stride, ((p, p), (p, p)))
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(x.dtype)
     return y
@@ -61,25 +61,13 @@ class ConvTranspose2d(nn.Module):
   def __call__(self, x):
     k = self.kernel_size
     w = self.param('kernel', self.kernel_init, (k, k, x.shape[-1], self.features))
-    p = k - 1 - self.padding
-    if p < 0:
+    if self.padding > k - 1:
       raise ValueError(f'{self.name}: padding {self.padding} > kernel_size - 1 is not supported')
-    y = conv.conv2d(x, w.astype(x.dtype), 1, ((p, p), (p, p)),
-                    lhs_dilation=(self.stride, self.stride))
+    # The learned kernel is stored unflipped; torch_layers flips a torch-layout one.
+    y = torch_layers.conv_transpose2d(x, w[::-1, ::-1], self.stride, self.padding)
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(x.dtype)
     return y
-
-
-def avg_pool2(x):
-  """2x2 mean pooling (chainer average_pooling_2d(x, 2))."""
-  n, h, w, c = x.shape
-  return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
-
-
-def upsample2(x):
-  """2x nearest-neighbour upsampling (chainer unpooling_2d(x, 2))."""
-  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
 class TimestepEmbedding(nn.Module):
@@ -107,3 +95,10 @@ def check_unconditional(c, who: str) -> None:
   if c is not None and c.ndim == 2 and c.shape[1] > 0:
     raise ValueError(f'{who} is unconditional but got labels of width {c.shape[1]}; set '
                      'config.data.use_labels=False (or model.c_dim=0) for this family.')
+
+
+def check_square_images(img, multiple: int, who: str) -> None:
+  """D inputs must be square NHWC images whose side is a multiple of `multiple`."""
+  if img.ndim != 4 or img.shape[1] != img.shape[2] or img.shape[1] % multiple:
+    raise ValueError(f'{who}: expected square NHWC images with a side divisible by {multiple}, '
+                     f'got {img.shape}')

@@ -27,8 +27,9 @@ projection discriminator with t in place of the class), e(t) an SN-MLP of sinuso
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dgan_jax.models.small_layers import (Conv2d, TimestepEmbedding, avg_pool2, channels,
-                                          check_unconditional, upsample2)
+from dgan_jax.models.small_layers import (Conv2d, TimestepEmbedding, channels, check_square_images,
+                                          check_unconditional)
+from dgan_jax.models.torch_layers import avg_pool, upsample_nearest2x
 
 BN = dict(momentum=0.9, epsilon=2e-5)
 INIT_RES = nn.initializers.variance_scaling(2.0, 'fan_avg', 'uniform')   # Glorot, gain sqrt(2).
@@ -51,10 +52,10 @@ class GBlock(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     bn = lambda name: nn.BatchNorm(use_running_average=not train, name=name, **BN)  # noqa: E731
-    h = upsample2(nn.relu(bn('b1')(x)))
+    h = upsample_nearest2x(nn.relu(bn('b1')(x)))
     h = Conv2d(self.features, 3, 1, 1, kernel_init=INIT_RES, name='c1')(h)
     h = Conv2d(self.features, 3, 1, 1, kernel_init=INIT_RES, name='c2')(nn.relu(bn('b2')(h)))
-    return h + Conv2d(self.features, 1, kernel_init=INIT_SC, name='c_sc')(upsample2(x))
+    return h + Conv2d(self.features, 1, kernel_init=INIT_SC, name='c_sc')(upsample_nearest2x(x))
 
 
 class SNGANGenerator(nn.Module):
@@ -92,12 +93,12 @@ class DBlock(nn.Module):
     h = conv(3, INIT_RES, 'c1')(h)
     h = conv(3, INIT_RES, 'c2')(nn.relu(h))
     if self.downsample:
-      h = avg_pool2(h)
+      h = avg_pool(h, 2)
     if self.optimized:
-      return h + conv(1, INIT_SC, 'c_sc')(avg_pool2(x))
+      return h + conv(1, INIT_SC, 'c_sc')(avg_pool(x, 2))
     if self.downsample or x.shape[-1] != self.features:
       sc = conv(1, INIT_SC, 'c_sc')(x)
-      return h + (avg_pool2(sc) if self.downsample else sc)
+      return h + (avg_pool(sc, 2) if self.downsample else sc)
     return h + x
 
 
@@ -116,9 +117,7 @@ class SNGANDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, img, c=None, t=None, train: bool = True):
     check_unconditional(c, 'SNGANDiscriminator')
-    if img.ndim != 4 or img.shape[1] != img.shape[2] or img.shape[1] % 4:
-      raise ValueError(f'SNGANDiscriminator: expected square NHWC images with a side divisible '
-                       f'by 4, got {img.shape}')
+    check_square_images(img, 4, 'SNGANDiscriminator')
     ch = channels(128, self.width)
     x = img.astype(jnp.float32)
     x = DBlock(ch, optimized=True, name='block1')(x, train)
