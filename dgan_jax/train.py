@@ -6,9 +6,7 @@ if `<workdir>/checkpoints` holds a checkpoint, training continues from it with t
 """
 from __future__ import annotations
 
-import json
 import pathlib
-import signal
 import time
 
 import jax
@@ -20,6 +18,7 @@ from clu import metric_writers, periodic_actions
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dgan_jax import checkpoint, config_checks, diffusion, evaluation, grids, plots, steps
+from dgan_jax import divergence, errors, interrupts, run_files, run_guard  # [reliability]
 from dgan_jax.data.device import prefetch_to_mesh
 from dgan_jax.networks import Networks, build_networks
 from dgan_jax.train_state import TrainState, lazy_adam
@@ -73,12 +72,7 @@ def prepare_image_config(config: ml_collections.ConfigDict) -> None:
   from dgan_jax.data import pipeline
   resolve_data_source(config)
   info = pipeline.dataset_info(config.data)
-  if info.resolution != config.data.resolution or info.channels != config.data.channels:
-    raise ValueError(
-        f'The dataset has {info.resolution}x{info.resolution}x{info.channels} images but the config '
-        f'says data.resolution={config.data.resolution}, data.channels={config.data.channels}; '
-        f'set --config.data.resolution={info.resolution} --config.data.channels={info.channels} '
-        '(and a preset that fits), or use a dataset of that size.')
+  config_checks.check_dataset(config, info)   # [reliability] shape and size vs the config
   config.model.c_dim = info.c_dim if config.data.use_labels else 0
 
 
@@ -97,21 +91,6 @@ def make_data_iterator(config: ml_collections.ConfigDict, start_step: int):
 # The loop.
 
 
-class _StopFlag:
-  """Set by SIGTERM (preemption): the loop saves a checkpoint and returns."""
-
-  def __init__(self):
-    self.set = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.set = True
-
-  def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_after_steps: int | None = None) -> TrainState:
   """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final state.
@@ -123,11 +102,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   config_checks.validate(config, mesh.size)
   if config.experiment == 'image':
     prepare_image_config(config)
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  # [reliability] lock, resume-config check, writable checkpoints, atomic config.json; see run_guard.
+  with run_guard.open_run(workdir, config) as workdir:
+    return _train_in_workdir(config, workdir, mesh, stop_after_steps)
+
+
+def _train_in_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh,
+                      stop_after_steps: int | None) -> TrainState:
+  """The body of `train_and_evaluate` once the workdir is open (locked, config checked)."""
   is_main = jax.process_index() == 0
-  if is_main:
-    (workdir / 'config.json').write_text(config.to_json(indent=2))
   writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
   nets = build_networks(config)
   g_tx, d_tx = make_optimizers(config)
@@ -136,10 +119,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   # --- State: fresh or restored ------------------------------------------------------------------
   init = jax.jit(lambda: create_train_state(config, nets, g_tx, d_tx), out_shardings=replicated)
-  ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  health = divergence.Tracker(divergence.hint_for(config, workdir))   # [reliability]
+  ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints, guard=health)
   if ckpt.latest_step() is not None:
     abstract = checkpoint.abstract_like(jax.eval_shape(init), replicated)
-    state = ckpt.restore(abstract)
+    state, _ = ckpt.restore_latest_good(abstract)   # [reliability] verified; skips damaged ones
     logging.info('Resumed from %s at step %d.', ckpt.directory, int(state.step))
   else:
     state = init()
@@ -167,7 +151,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                            every_steps=config.train.log_every_steps)
   history = [h for h in _load_history(workdir) if h['step'] <= start]
-  stop = _StopFlag()
+  stop = interrupts.StopFlag()   # [reliability] SIGTERM and Ctrl-C
   t0, step = time.time(), start
   try:
     while step < end and not stop.set:
@@ -175,10 +159,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       variant = (bool(pl_every) and step % pl_every == 0, bool(r1_every) and step % r1_every == 0)
       state, metrics = train_step[variant](state, batch)
       step += 1
+      health.observe(metrics, step)   # [reliability] no host sync
       if step % ada_every == 0:
         state = update_controller(state)
       if step % config.train.log_every_steps == 0 or step == end:
         images_per_sec = (step - start) * config.train.batch_size / (time.time() - t0)
+        health.check(step, state, metrics)   # [reliability] raises DivergenceError
         row = _log(writer, step, state, metrics, config, images_per_sec)
         history.append(row)
         if is_main:
@@ -195,9 +181,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     logging.info('Trained steps %d..%d in %.1fs.', start, step, time.time() - t0)
     if ckpt.latest_step() != step:
       ckpt.save(step, state, config, force=True)
-    ckpt.close()
   finally:
     stop.restore()
+    ckpt.close()   # [reliability] also on errors: the good save in flight completes
   if is_main:
     _save_history(workdir, history)
   writer.flush()
@@ -222,8 +208,7 @@ class BestCheckpoint:
   def __init__(self, workdir: pathlib.Path, evaluator):
     self.workdir, self.evaluator = workdir, evaluator
     self.ckpt = checkpoint.Checkpointer(workdir, keep=1, subdir='best')
-    path = workdir / 'best.json'
-    self.best = json.loads(path.read_text())['value'] if path.exists() else None
+    self.best = (run_files.read_json(workdir / 'best.json') or {}).get('value')   # [reliability]
 
   def evaluate(self, state, step: int, config, writer) -> dict:
     results = self.evaluator(state)
@@ -236,8 +221,9 @@ class BestCheckpoint:
       self.ckpt.save(step, state, config, force=True)
       self.ckpt.wait()
       if jax.process_index() == 0:
-        (self.workdir / 'best.json').write_text(json.dumps(
-            {'metric': self.evaluator.primary, 'value': value, 'step': step, 'kimg': kimg}))
+        run_files.write_json(self.workdir / 'best.json',   # [reliability] atomic
+                             {'metric': self.evaluator.primary, 'value': value, 'step': step,
+                              'kimg': kimg})
     return results
 
   def close(self):
@@ -269,12 +255,11 @@ def _print_progress(row: dict, step: int, num_steps: int, start: int, elapsed: f
 
 
 def _load_history(workdir: pathlib.Path) -> list:
-  path = workdir / 'diffusion_history.json'
-  return json.loads(path.read_text()) if path.exists() else []
+  return run_files.read_json(workdir / 'diffusion_history.json', default=[])   # [reliability]
 
 
 def _save_history(workdir: pathlib.Path, history: list) -> None:
-  (workdir / 'diffusion_history.json').write_text(json.dumps(history))
+  run_files.write_json(workdir / 'diffusion_history.json', history)   # [reliability] atomic
 
 
 def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -285,11 +270,11 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.experiment == 'image':
     prepare_image_config(config)
   if not config.eval.metrics:
-    raise ValueError('--mode=eval needs metrics: --config.eval.metrics=fid50k_full,...')
+    raise errors.UserError('--mode=eval needs metrics: --config.eval.metrics=fid50k_full,...')
   workdir = pathlib.Path(workdir)
   if not any((workdir / 'checkpoints').glob('[0-9]*')):
-    raise FileNotFoundError(f'No checkpoint under {workdir / "checkpoints"}; train first or check '
-                            '--workdir.')
+    raise errors.MissingInputError(f'No checkpoint under {workdir / "checkpoints"}; train first or '
+                                   'check --workdir.')
   from dgan_jax import run_dir
   nets, state = run_dir.restore_state(workdir, config)
   evaluator = evaluation.Evaluator(config, nets)
@@ -333,7 +318,7 @@ def final_report(config, nets: Networks, state: TrainState, workdir: pathlib.Pat
   results = {'modes_covered': cov['modes_covered'],
              'high_quality_fraction': cov['high_quality_fraction'],
              'final_T': int(state.diffusion.T), 'final_p': float(state.diffusion.p)}
-  (workdir / 'results.json').write_text(json.dumps(results, indent=2))
+  run_files.write_json(workdir / 'results.json', results, indent=2)   # [reliability] atomic
   writer.write_scalars(int(state.step), {'eval/modes_covered': results['modes_covered'],
                                          'eval/high_quality_fraction': results['high_quality_fraction']})
   logging.info('Toy results: %s', results)
