@@ -27,7 +27,9 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import shutil
+import sys
 import tempfile
 import time
 import zlib
@@ -46,6 +48,8 @@ DAMAGED_DIR = 'damaged_checkpoints'
 # Orbax's words for "the stored state has other shapes/structure than the target" (not damage).
 _MISMATCH_MARKERS = ('not compatible with the stored shape', 'tree structure', 'pytree structure',
                      'Requested shape')
+_OS_CAUSES = ('No space left on device', 'File too large', 'Disk quota exceeded',
+              'Read-only file system', 'Permission denied', 'Operation not permitted')
 _STORAGE_HINTS = ('No space left', 'RESOURCE_EXHAUSTED', 'Permission denied', 'PERMISSION_DENIED',
                   'Operation not permitted', 'Read-only file system', 'File too large',
                   'OUT_OF_RANGE', 'Disk quota', 'Errno')
@@ -67,9 +71,10 @@ class Checkpointer:
     try:
       self.manager = ocp.CheckpointManager(
           self.directory,
-          options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
-                                               read_only=read_only,
-                                               cleanup_tmp_directories=not read_only),
+          options=ocp.CheckpointManagerOptions(
+              max_to_keep=None if read_only else keep, create=not read_only,
+              read_only=read_only, save_interval_steps=0 if read_only else 1,
+              cleanup_tmp_directories=not read_only),
           item_names=('state', 'config'))
     except OSError as e:
       raise errors.StorageError(
@@ -149,7 +154,10 @@ class Checkpointer:
     text = str(e)
     if not isinstance(e, OSError) and not any(h in text for h in _STORAGE_HINTS):
       return e     # Not a storage failure: a bug, keep it as it is.
-    reason = getattr(e, 'strerror', None) or _short_reason(text)
+    reason = getattr(e, 'strerror', None) or next(
+        (cause for cause in _OS_CAUSES if cause in text), None) or _short_reason(text)
+    failed = re.search(r'/(\d+)\.orbax-checkpoint-tmp', text)   # The save that failed (an
+    step = int(failed.group(1)) if failed else step             # earlier one, if async).
     at = f' step {step}' if step is not None else ''
     self._failed = errors.StorageError(
         f'Could not write checkpoint{at} into {self.directory}: {reason}. Free some space or fix '
@@ -293,6 +301,23 @@ def check_writable(directory: pathlib.Path, needed_bytes: int = 0, kept: str = '
         f'about {needed_bytes / 2**20:.1f} MiB needed. Free some space (or lower '
         'train.keep_checkpoints) and run the same command to resume; the checkpoints already '
         f'there are untouched{kept}.')
+
+
+def quiet_failed_save_aftermath() -> None:
+  """After a failed save, orbax's writer coroutines finish on an event loop it already closed and
+  each prints an unraisable "RuntimeError: Event loop is closed" traceback (dozens of them).
+  The failure itself is reported once by `Checkpointer`; this drops only that exact noise."""
+  previous = sys.unraisablehook
+  if getattr(previous, 'dgan_jax_quiet', False):
+    return
+
+  def hook(unraisable):
+    if isinstance(unraisable.exc_value, RuntimeError) and 'Event loop is closed' in str(
+        unraisable.exc_value):
+      return
+    previous(unraisable)
+  hook.dgan_jax_quiet = True
+  sys.unraisablehook = hook
 
 
 def abstract_like(state, sharding: jax.sharding.Sharding):

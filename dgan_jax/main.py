@@ -19,7 +19,7 @@ from absl import app, flags, logging  # noqa: E402
 import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from dgan_jax import cli, errors, train  # noqa: E402
+from dgan_jax import checkpoint, cli, errors, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 try:
@@ -46,12 +46,17 @@ flags.mark_flags_as_required(['workdir'])
 
 
 def _quiet_orbax(record) -> bool:
-  """Keeps orbax's per-save INFO chatter out of the progress log (warnings still show) and its
-  error tracebacks to one line each (a failed save is reported once, clearly, by checkpoint.py)."""
+  """Keeps orbax's per-save INFO chatter out of the progress log (warnings still show), and the
+  error tracebacks of its writer threads and their asyncio tasks to one line each (a failed save
+  is reported once, clearly, by checkpoint.py)."""
+  if record.name == 'asyncio' and record.levelno >= pylogging.ERROR:
+    record.exc_info, record.exc_text = None, None
   if 'orbax' not in record.pathname:
     return True
   if record.levelno >= pylogging.ERROR:
     record.exc_info, record.exc_text = None, None
+  if 'read only' in str(record.msg):   # Readers open checkpoints read-only on purpose.
+    return False
   return record.levelno >= pylogging.WARNING
 
 
@@ -60,6 +65,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   for handler in pylogging.getLogger().handlers:
     handler.addFilter(_quiet_orbax)
+  checkpoint.quiet_failed_save_aftermath()
   config = FLAGS.config
   if 'missing_run_config' in config:
     raise errors.MissingInputError(

@@ -32,6 +32,7 @@ class _Tensor:
     return torch._utils._rebuild_tensor_v2, (storage, *self.args, False, collections.OrderedDict())
 
 
+@pytest.mark.filterwarnings('ignore:TypedStorage is deprecated')
 @pytest.mark.parametrize('offset,size,stride', [
     (0, (4096, 4096), (4096, 1)),        # The segfault of the issue: 16M elements of a 4-element storage.
     (3, (2,), (1,)),                     # Offset + size past the end.
@@ -53,6 +54,7 @@ def test_tensor_views_outside_their_storage_are_refused(tmp_path, offset, size, 
   assert proc.stdout.startswith('REFUSED'), proc.stdout
 
 
+@pytest.mark.filterwarnings('ignore:TypedStorage is deprecated')
 def test_a_valid_strided_tensor_still_loads(tmp_path):
   path = tmp_path / 'ok.pkl'
   with open(path, 'wb') as f:

@@ -121,10 +121,22 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
   deadline = time.time() + 300
   while not rh.step_dirs(workdir) and proc.poll() is None and time.time() < deadline:
     time.sleep(0.05)
+  first_handled = threading.Event()
+  lines = []
+
+  def read_stdout():   # The handler prints at once; signals sent together would merge into one.
+    for line in proc.stdout:
+      lines.append(line)
+      if line.startswith('SIGINT: finishing'):
+        first_handled.set()
+  reader = threading.Thread(target=read_stdout, daemon=True)
+  reader.start()
   proc.send_signal(signal.SIGINT)
+  assert first_handled.wait(60), ''.join(lines[-20:])
   proc.send_signal(signal.SIGINT)
   start = time.time()
-  out, err = proc.communicate(timeout=60)
+  err = proc.stderr.read()
+  proc.wait(timeout=60)
   assert time.time() - start < 20
   assert proc.returncode == 130, (proc.returncode, err[-3000:])
   assert 'Second interrupt' in err and 'Traceback' not in err, err[-3000:]
