@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from configs import cifar10  # noqa: E402
 from dgan_jax import diffusion, export, generate, import_torch, run_dir  # noqa: E402
-from dgan_jax.networks import build_networks  # noqa: E402
+from dgan_jax.families import build_networks  # noqa: E402
 from dgan_jax.train import create_train_state, make_optimizers  # noqa: E402
 
 

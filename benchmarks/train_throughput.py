@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from configs import cifar10  # noqa: E402
 from dgan_jax import steps, train  # noqa: E402
 from dgan_jax.data import device  # noqa: E402
-from dgan_jax.networks import build_networks  # noqa: E402
+from dgan_jax.families import build_networks  # noqa: E402
 
 
 def peak_memory_gib() -> str:
@@ -54,7 +54,7 @@ def measure(batch: int, num_steps: int, precision: str, variant: str):
   update = steps.make_controller_update(config, mesh)
   times = {}
   for do_r1 in (False, True):
-    fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=do_r1)
+    fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, steps.Phases(r1=do_r1))
     t0 = time.perf_counter()
     state, _ = fn(state, batch_data)
     jax.block_until_ready(state)

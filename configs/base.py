@@ -29,10 +29,29 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
   return d
 
 
+def get_augment_config() -> ml_collections.ConfigDict:
+  """Image augmentation of D's inputs (reference `--aug`, `--ada_maxp`; docs/augment.md)."""
+  a = ml_collections.ConfigDict()
+  a.kind = 'none'               # none, ada, diffaug (reference --aug no|ada|diff).
+  a.spec = 'bgc'                # ADA ops: blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, bgcfn, bgcfnc.
+  a.ada_maxp = 0.25             # With diffusion: ADA p = min(diffusion p, ada_maxp) (reference --ada_maxp).
+  # Without diffusion, ADA's own controller (stylegan2-ada's defaults):
+  a.ada_target = 0.6            # Target of r = E[sign(D(x_real))].
+  a.ada_interval = 4            # Minibatches between controller updates.
+  a.ada_kimg = 500.0            # kimg for p to go 0 -> 1 at constant sign.
+  a.initial_p = 0.0
+  a.adaptive = True             # False: p stays at initial_p.
+  a.diffaug_policy = 'color,translation,cutout'
+  a.strengths = ml_collections.ConfigDict(dict(   # ADA strengths (reference ADA.__init__ defaults).
+      xint_max=0.125, scale_std=0.2, rotate_max=1.0, aniso_std=0.2, xfrac_std=0.125,
+      brightness_std=0.2, contrast_std=0.5, hue_max=1.0, saturation_std=1.0,
+      imgfilter_bands=(1.0, 1.0, 1.0, 1.0), imgfilter_std=1.0, noise_std=0.1, cutout_size=0.5))
+  return a
+
+
 def get_base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.experiment = 'image'   # 'toy' (2-D MLPs, synthetic data) or 'image' (StyleGAN2 networks).
 
   config.data = ml_collections.ConfigDict()
   config.data.source = 'zip'    # toy25, zip (stylegan2-ada folder/zip), tfds.
@@ -47,8 +66,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data.prefetch = 2
 
   config.diffusion = get_diffusion_config()
+  config.augment = get_augment_config()
 
   config.model = ml_collections.ConfigDict()  # Filled by the experiment config.
+  config.model.family = 'stylegan2'  # toy | stylegan2 (dgan_jax/families): networks, losses, phases.
+  config.model.allow_tf32 = False    # False: float32 matmuls/convs at 'highest' precision on GPUs
+                                     # (the reference's --allow-tf32 default); True: TF32 / bf16 passes.
 
   config.optim = ml_collections.ConfigDict()
   config.optim.g_lr = 0.0025
@@ -58,6 +81,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.optim.eps = 1e-8
 
   config.loss = ml_collections.ConfigDict()
+  config.loss.kind = 'non_saturating'  # non_saturating (softplus) | hinge.
   config.loss.r1_gamma = 0.01
   config.loss.r1_interval = 16  # Lazy R1 (0 disables R1).
   config.loss.pl_weight = 0.0
@@ -69,9 +93,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 64      # Global batch.
   config.train.batch_gpu = 16       # Reference per-GPU batch: the unit of mbstd groups and t_epl pools.
+  config.train.n_dis = 1            # D steps per G step (G main runs every n_dis steps; SNGAN: 5).
   config.train.subs_per_pass = 0    # 0: all of a device's sub-batches at once; k: k at a time
                                     # (gradient accumulation with rematerialisation, same result).
   config.train.total_kimg = 50_000.0
+  config.train.total_steps = 0      # > 0: train this many steps instead of total_kimg.
+  config.train.verbose_logs = False # True: clu also logs every scalar (default: one progress line).
   config.train.ema_kimg = 500.0
   config.train.ema_rampup = 0.05    # None/0 disables the ramp-up.
   config.train.log_every_steps = 100
@@ -79,6 +106,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 3
   config.train.sample_every_kimg = 200.0
   config.train.distributed = False  # Call jax.distributed.initialize() (multi-host).
+  config.train.resume_from = ''     # Transfer learning: start a new run from a reference/stylegan2-ada
+                                    # pickle (fresh optimizer and progress; reference --resume).
+  config.train.freeze_d = 0         # Freeze-D: the first N D layers get no updates (reference --freezed).
 
   config.eval = ml_collections.ConfigDict()
   config.eval.metrics = ''          # Comma list, e.g. 'fid50k_full,kid50k_full,is50k,pr50k3_full'.
@@ -98,7 +128,7 @@ def get_image_config(preset: str, resolution: int, *, source: str = 'auto', name
   """An image experiment: the reference preset at a resolution, data and d_target."""
   from dgan_jax.models import presets
   config = get_base_config()
-  config.experiment = 'image'
+  config.model.family = 'stylegan2'
   config.data.source = source       # auto: the folder/zip at data.path if given, else tfds data.name.
   config.data.name = name
   config.data.resolution = resolution

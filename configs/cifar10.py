@@ -17,7 +17,6 @@ from dgan_jax.models import presets
 
 def get_config(arg=None):
   config = base.get_base_config()
-  config.experiment = 'image'
   config.data.source = 'auto'        # The zip at data.path if given, else tfds data.name.
   config.data.name = 'cifar10'
   config.data.resolution = 32

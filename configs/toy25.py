@@ -15,7 +15,7 @@ from configs import base
 
 def get_config(arg=None):
   config = base.get_base_config()
-  config.experiment = 'toy'
+  config.model.family = 'toy'
   config.seed = 0
   config.data.source = 'toy25'
   config.data.xflip = False

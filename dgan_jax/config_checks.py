@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
+import pathlib
 
 import ml_collections
 
-from dgan_jax import diffusion, errors
+from dgan_jax import augment, diffusion, errors, families
+from dgan_jax.augment import ada
+from dgan_jax.steps import LOSS_KINDS
 
-EXPERIMENTS = ('toy', 'image')
-TOY_T_EMBEDDINGS = ('scaled', 'sinusoidal')
 MAX_SEED = 2**31 - 1
 
 # Fields that must be whole numbers >= the bound (section, field, bound, what it means).
@@ -25,10 +26,6 @@ _NON_NEGATIVE = (
     ('train', 'checkpoint_every_kimg'), ('train', 'sample_every_kimg'), ('eval', 'every_kimg'),
     ('loss', 'pl_weight'),
 )
-# Positive sizes of the networks (a width of 0 builds nothing useful and fails deep in flax).
-_TOY_SIZES = ('width', 'z_dim')
-_IMAGE_SIZES = {'G': ('z_dim', 'w_dim', 'channel_base', 'channel_max', 'mapping_layers'),
-                'D': ('channel_base', 'channel_max', 'mapping_layers')}
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -38,10 +35,15 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise errors.UserError('Bad config:\n  ' + '\n  '.join(problems))
   try:
     diffusion.validate_config(config.diffusion)
+    if 'augment' in config:   # run configs saved before augmentation existed have none
+      augment.validate_config(config.augment)
   except ValueError as e:
     raise errors.UserError(str(e)) from None
-  if config.experiment not in EXPERIMENTS:
-    problems.append(f'experiment={config.experiment!r} is unknown; use one of {EXPERIMENTS}.')
+  name = families.family_name(config)
+  if name not in families.FAMILIES:
+    problems.append(f'model.family={name!r} is unknown; use one of {sorted(families.FAMILIES)}.')
+  else:
+    problems.extend(families.get(name).check(config))
   if not _is_int(config.seed) or not 0 <= config.seed <= MAX_SEED:
     problems.append(f'seed={config.seed!r} must be an integer in [0, {MAX_SEED}].')
   t = config.train
@@ -53,6 +55,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         f'train.batch_size={t.batch_size} cannot be split over {num_devices} devices in whole '
         f'sub-batches of train.batch_gpu={t.batch_gpu}: use a batch_size that is a multiple of '
         f'{num_devices * t.batch_gpu}, or a batch_gpu that divides {t.batch_size // num_devices}.')
+  resume_from = t.get('resume_from', '')
+  if resume_from and not pathlib.Path(resume_from).expanduser().is_file():
+    problems.append(f'train.resume_from={resume_from!r}: no such file; give the path of a reference '
+                    'or stylegan2-ada network pickle (.pkl), or leave it empty.')
   if t.total_kimg <= 0:
     problems.append(f'train.total_kimg={t.total_kimg} must be > 0.')
   if t.ema_kimg < 0:
@@ -85,7 +91,24 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     problems.append(f'data.max_images={config.data.max_images} must be >= 0 (0 = all).')
   if config.data.get('prefetch', 0) < 0:
     problems.append(f'data.prefetch={config.data.prefetch} must be >= 0.')
-  problems += _model_problems(config)
+  kind = loss.get('kind', 'non_saturating')
+  if kind not in LOSS_KINDS:
+    problems.append(f'loss.kind={kind!r} is unknown; use one of {LOSS_KINDS}.')
+  n_dis = t.get('n_dis', 1)
+  if not isinstance(n_dis, int) or n_dis < 1:
+    problems.append(f'train.n_dis={n_dis!r} must be an integer >= 1 (D steps per G step).')
+  aug = config.get('augment')
+  if aug is not None and aug.kind != 'none':
+    if name == 'toy':
+      problems.append(f"augment.kind={aug.kind!r} augments images; the toy has none: set "
+                      "augment.kind='none'.")
+    elif aug.kind == 'ada':
+      res, channels = config.data.resolution, config.data.channels
+      try:
+        ada.check_shape((1, res, res, channels), augment.ada_spec(aug))
+      except ValueError as e:
+        problems.append(f'augment.spec={aug.spec!r} with data.resolution={res}, '
+                        f'data.channels={channels}: {e}')
   if problems:
     raise errors.UserError('Bad config:\n  ' + '\n  '.join(problems))
 
@@ -106,28 +129,6 @@ def check_dataset(config: ml_collections.ConfigDict, info) -> None:
         'smaller batch_size.')
   if problems:
     raise errors.UserError('\n'.join(problems))
-
-
-def _model_problems(config) -> list[str]:
-  problems = []
-  m = config.model
-  if config.experiment == 'toy':
-    kind = m.get('t_embedding', 'scaled')
-    if kind not in TOY_T_EMBEDDINGS:
-      problems.append(f'model.t_embedding={kind!r} is unknown for the toy; use one of '
-                      f'{TOY_T_EMBEDDINGS}.')
-    for field in _TOY_SIZES:
-      if field in m and (not _is_int(m[field]) or m[field] < 1):
-        problems.append(f'model.{field}={m[field]!r} must be an integer >= 1.')
-    if 'depth' in m and (not _is_int(m.depth) or m.depth < 0):
-      problems.append(f'model.depth={m.depth!r} must be an integer >= 0 (hidden layers).')
-  elif config.experiment == 'image':
-    for net, fields in _IMAGE_SIZES.items():
-      for field in fields:
-        value = m.get(net, {}).get(field) if net in m else None
-        if value is not None and (not _is_int(value) or value < 1):
-          problems.append(f'model.{net}.{field}={value!r} must be an integer >= 1.')
-  return problems
 
 
 def _non_finite(tree: dict, prefix: str = '') -> list[str]:

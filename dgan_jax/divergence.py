@@ -131,6 +131,7 @@ def hint_for(config, workdir) -> str:
   """The usual fix, with the config's current learning rates."""
   o = config.optim
   return (f'Lower the learning rates (now optim.g_lr={o.g_lr}, optim.d_lr={o.d_lr}) or check the '
-          'data and loss settings, and continue from the last good checkpoint in a new run: '
-          f'--workdir=<new folder> --config.train.resume_from={workdir} (rerunning the same '
-          'command would repeat the same steps).')
+          'data and loss settings. The last good checkpoint in '
+          f'{workdir} is kept: resuming it with changed learning rates is refused (a new run '
+          'starts from its weights through an exported pickle as --config.train.resume_from, '
+          'docs/reliability.md); rerunning the same command would repeat the same steps.')

@@ -1,7 +1,8 @@
 """Metrics of a generator during training and for a saved run (`--mode=eval`).
 
 Wires `dgan_jax.metrics.evaluate` to the train state: G_ema with random latents, labels drawn from the
-dataset's classes for conditional models, `noise_mode='random'`, truncation 1 (the reference's
+dataset's label distribution for conditional models (the reference's metric_utils: labels of uniformly
+drawn dataset items), `noise_mode='random'`, truncation 1 (the reference's
 fid50k_full protocol), real images in dataset order without x-flips.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dgan_jax import errors, run_files
+from dgan_jax import errors, run_files, steps
 from dgan_jax.networks import Networks
 
 
@@ -43,7 +44,7 @@ def parse_domain_nets(spec: str) -> dict:
 class Evaluator:
   """Computes `config.eval.metrics` for a train state; loads the feature networks once."""
 
-  def __init__(self, config: ml_collections.ConfigDict, nets: Networks):
+  def __init__(self, config: ml_collections.ConfigDict, nets: Networks, label_dist=None):
     from dgan_jax.metrics import evaluate
     self.config, self.nets = config, nets
     self.names = [n.strip() for n in config.eval.metrics.split(',') if n.strip()]
@@ -54,14 +55,11 @@ class Evaluator:
         parse_domain_nets(config.eval.domain_nets))
     self.primary = self.names[0]
     self.lower_is_better = evaluate.lower_is_better(self.primary)
-    c_dim = nets.c_dim
+    draw_labels = steps.label_sampler(nets.c_dim, label_dist)
 
     @jax.jit
     def generate(g_params, g_buffers, key, z):
-      n = z.shape[0]
-      c = jnp.zeros((n, 0), jnp.float32)
-      if c_dim:
-        c = jax.nn.one_hot(jax.random.randint(jax.random.fold_in(key, 1), (n,), 0, c_dim), c_dim)
+      c = draw_labels(jax.random.fold_in(key, 1), z.shape[0])
       images, _ = nets.generate(g_params, g_buffers, z, c, jax.random.fold_in(key, 2))
       return jnp.clip(images * 127.5 + 128, 0, 255).astype(jnp.uint8)
     self._generate = generate
@@ -99,6 +97,32 @@ class Evaluator:
     if best is None or not np.isfinite(best):
       return bool(np.isfinite(value))
     return value < best if self.lower_is_better else value > best
+
+
+def training_evaluator(config: ml_collections.ConfigDict, nets: Networks, label_dist=None):
+  """The in-loop Evaluator, or None. A metric whose feature-network weights are missing (e.g. the
+  FID Inception file on an offline machine) is skipped with a warning naming the file, so a run
+  (an imported one, say) trains offline; `--mode=eval` still fails on it. Bad names still fail."""
+  from dgan_jax.metrics import evaluate
+  names = [n.strip() for n in config.eval.metrics.split(',') if n.strip()]
+  for name in names:
+    evaluate.parse_metric(name)
+  kept = []
+  for name in names:
+    try:
+      evaluate.feature_nets_for([name], config.eval.inception_path or None,
+                                config.eval.vgg16_path or None,
+                                parse_domain_nets(config.eval.domain_nets))
+      kept.append(name)
+    except FileNotFoundError as e:
+      logging.warning('Metric %s skipped: %s', name, e)
+      print(f'WARNING: metric {name} skipped for this run, its weights are missing: {e}',
+            flush=True)
+  if not kept:
+    return None
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.eval.metrics = ','.join(kept)
+  return Evaluator(config, nets, label_dist)
 
 
 def write_results(workdir: pathlib.Path, step: int, kimg: float, results: dict, writer) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from dgan_jax import errors, run_dir
+from dgan_jax import errors, families, run_dir
 from dgan_jax.interop import reference_config
 from dgan_jax.models import torch_names
 
@@ -39,9 +39,9 @@ def import_torch_or_explain(purpose: str):
 
 def state_dicts(config: ml_collections.ConfigDict, state, with_d: bool = True) -> dict:
   """{'G', 'G_ema'[, 'D']}: reference state dicts of float32 numpy arrays, in reference order."""
-  if config.get('experiment') != 'image':
-    raise errors.UserError(f'Only image runs have reference networks (experiment='
-                     f'{config.get("experiment")!r}).')
+  if families.family_name(config) != 'stylegan2':
+    raise errors.UserError(f'Only StyleGAN2 runs export to the reference format here (model.family='
+                     f'{families.family_name(config)!r}).')
   buffers = jax_to_numpy(state.g_buffers)
   out = {'G': torch_names.to_torch_state_dict(jax_to_numpy(state.g_params), buffers, 'G')}
   if with_d:

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from dgan_jax import errors, grids, run_dir
+from dgan_jax import errors, families, grids, run_dir
 
 NOISE_MODES = ('const', 'random', 'none')
 
@@ -141,8 +141,9 @@ def run(workdir, seeds='0-63', trunc: float = 1.0, noise_mode: str = 'const',
   if noise_mode not in NOISE_MODES:
     raise errors.UserError(f'--noise_mode={noise_mode!r} is unknown; use one of {NOISE_MODES}.')
   saved = run_dir.load_config(workdir, step, expected=config)
-  if saved.get('experiment') != 'image':
-    raise errors.UserError(f'{workdir} is a {saved.get("experiment")!r} run; generate needs an image run.')
+  if families.family_name(saved) != 'stylegan2':
+    raise errors.UserError(f'{workdir} is a {families.family_name(saved)!r} run; generate needs an image '
+                     'run.')
   if config is not None:
     config = ml_collections.ConfigDict(config.to_dict())
     config.model.c_dim = saved.model.c_dim

@@ -33,13 +33,17 @@ def grid_size(resolution: int) -> int:
 
 
 class SampleGrid:
-  """Writes `fakesKKKKKK.png` (G_ema, fixed z, const noise) into the workdir and TensorBoard."""
+  """Writes sample grids (G_ema, fixed z, const noise) into the workdir and TensorBoard.
+
+  Named `fakesKKKKKK.png` by whole kimg as the reference when grids are at least 1 kimg apart,
+  else `fakes_stepSSSSSSS.png`, so the grids of a short run never overwrite each other."""
 
   def __init__(self, config, nets, workdir: pathlib.Path):
     self.nets, self.workdir = nets, pathlib.Path(workdir)
     self.cols = grid_size(config.data.resolution)
     n = self.cols * self.cols
     self.batch_size = config.train.batch_size
+    self.by_kimg = config.train.sample_every_kimg >= 1
     key = jax.random.key(config.seed + 123)
     self.z = jax.random.normal(key, (n, nets.z_dim), jnp.float32)
     self.c = jnp.zeros((n, nets.c_dim), jnp.float32)
@@ -55,11 +59,15 @@ class SampleGrid:
       images.append(next(iterator)['image'])
     save_png(self.workdir / 'reals.png', tile(np.concatenate(images)[:n], self.cols))
 
+  def file_name(self, step: int) -> str:
+    if self.by_kimg:
+      return f'fakes{step * self.batch_size // 1000:06d}.png'
+    return f'fakes_step{step:07d}.png'
+
   def write(self, state, step: int, writer, is_main: bool) -> np.ndarray:
     images = to_uint8(self._generate(state.g_ema_params, state.g_buffers))
     if is_main:
-      kimg = step * self.batch_size // 1000
       grid = tile(images, self.cols)
-      save_png(self.workdir / f'fakes{kimg:06d}.png', grid)
+      save_png(self.workdir / self.file_name(step), grid)
       writer.write_images(step, {'samples/G_ema': grid[None].astype(np.float32) / 255.0})
     return images

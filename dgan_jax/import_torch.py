@@ -23,7 +23,8 @@ import numpy as np
 from dgan_jax import diffusion, errors, run_dir
 from dgan_jax.interop import reference_config, torch_pickle
 from dgan_jax.models import presets, torch_names
-from dgan_jax.networks import build_networks
+from dgan_jax.families import build_networks
+from dgan_jax.families.base import init_augment_state
 from dgan_jax.train_state import TrainState
 
 D_INIT = ('pickle', 'fresh')
@@ -36,6 +37,32 @@ class ReferencePickle:
   init_kwargs: dict            # same names -> constructor kwargs
   training_set_kwargs: dict
   progress: dict               # cur_nimg, cur_p, ... as Python numbers (empty if absent)
+  diffusion: dict = dataclasses.field(default_factory=dict)  # the snapshot's Diffusion settings
+
+
+# The reference `Diffusion` attributes that map onto config.diffusion, and its --aug names.
+DIFFUSION_FIELDS = ('beta_schedule', 'beta_start', 'beta_end', 't_min', 't_max', 'noise_std',
+                    'ts_dist')
+AUG_KINDS = {'no': 'none', 'ada': 'ada', 'diff': 'diffaug'}
+
+
+def diffusion_settings(obj) -> dict:
+  """The settings of a snapshot's pickled `Diffusion` module (read as data): its config fields,
+  the level p, the augmentation kind (`aug`: Identity / DiffAugment / ADA child) and ada_maxp."""
+  if not isinstance(obj, torch_pickle.PersistentObject):
+    return {}
+  state = obj.state
+  out = {k: torch_pickle.plain(state[k]) for k in DIFFUSION_FIELDS if k in state}
+  aug_type = state.get('aug_type', 'no')
+  if aug_type not in AUG_KINDS:
+    raise ValueError(f"The snapshot's Diffusion module has aug={aug_type!r}; dgan_jax knows "
+                     f'{sorted(AUG_KINDS)} (the reference\'s --aug choices).')
+  out['augment'] = AUG_KINDS[aug_type]
+  if state.get('ada_maxp') is not None:
+    out['ada_maxp'] = float(state['ada_maxp'])
+  if 'p' in state:
+    out['p'] = float(np.asarray(state['p']).reshape(-1)[0])
+  return out
 
 
 def read_pickle(path: str | pathlib.Path) -> ReferencePickle:
@@ -57,7 +84,7 @@ def read_pickle(path: str | pathlib.Path) -> ReferencePickle:
       state_dicts={k: v.state_dict() for k, v in nets.items()},
       init_kwargs={k: v.init_kwargs for k, v in nets.items()},
       training_set_kwargs=torch_pickle.plain(dict(data.get('training_set_kwargs') or {})),
-      progress=progress)
+      progress=progress, diffusion=diffusion_settings(data.get('diffusion')))
 
 
 def config_for_pickle(ref: ReferencePickle, config: ml_collections.ConfigDict | None = None,
@@ -78,11 +105,7 @@ def config_for_pickle(ref: ReferencePickle, config: ml_collections.ConfigDict | 
     raise errors.UserError('The pickle has no discriminator D; import with --init_d=fresh to start D '
                      'from a fresh initialization.')
   if config is None:
-    from configs import base  # pylint: disable=import-outside-toplevel
-    derived = base.get_base_config()
-    derived.experiment = 'image'
-    derived.data.resolution = int(g_kwargs['img_resolution'])
-    presets.apply_preset(derived, 'auto')
+    derived = preset_config(g_kwargs, d_kwargs)
   else:
     derived = ml_collections.ConfigDict(config.to_dict())
   reference_config.model_from_kwargs(derived, g_kwargs, d_kwargs)
@@ -93,6 +116,9 @@ def config_for_pickle(ref: ReferencePickle, config: ml_collections.ConfigDict | 
       derived.data.path = str(tsk['path'])
     derived.data.xflip = bool(tsk.get('xflip', derived.data.xflip))
     derived.data.max_images = int(tsk.get('max_size') or 0)
+    if tsk.get('use_labels') is not None:
+      derived.data.use_labels = bool(tsk['use_labels'])
+    apply_diffusion_settings(derived, ref.diffusion)
   else:
     fields = reference_config.MODEL_FIELDS if init_d == 'pickle' else [
         f for f in reference_config.MODEL_FIELDS if not f.startswith('D.')]
@@ -103,6 +129,38 @@ def config_for_pickle(ref: ReferencePickle, config: ml_collections.ConfigDict | 
           'or resolution?):\n  ' + '\n  '.join(diffs) +
           '\nPass the config the pickle was trained with, or omit --config to derive one.')
   return derived
+
+
+def preset_config(g_kwargs: dict, d_kwargs: dict | None) -> ml_collections.ConfigDict:
+  """A base config with the training settings of the reference preset whose networks the pickle
+  has (e.g. `cifar` for the authors' CIFAR-10 snapshots), else of 'auto' for its resolution."""
+  from configs import base  # pylint: disable=import-outside-toplevel
+  fields = reference_config.MODEL_FIELDS if d_kwargs is not None else [
+      f for f in reference_config.MODEL_FIELDS if not f.startswith('D.')]
+  candidates = [name for name in presets.PRESETS if name != 'auto'] + ['auto']
+  for name in candidates:
+    config = base.get_base_config()
+    config.model.family = 'stylegan2'
+    config.data.resolution = int(g_kwargs['img_resolution'])
+    presets.apply_preset(config, name)
+    template = ml_collections.ConfigDict(config.to_dict())
+    reference_config.model_from_kwargs(template, g_kwargs, d_kwargs)
+    ignored = ('c_dim', 'num_fp16_res', 'conv_clamp')
+    if name == 'auto' or not reference_config.model_differences(
+        config, template, [f for f in fields if f not in ignored]):
+      return config
+  raise AssertionError('unreachable: auto always matches')
+
+
+def apply_diffusion_settings(config: ml_collections.ConfigDict, settings: dict) -> None:
+  """Puts a snapshot's Diffusion settings (diffusion_settings) into `config`."""
+  for key in DIFFUSION_FIELDS:
+    if key in settings:
+      config.diffusion[key] = settings[key]
+  if 'augment' in settings and 'augment' in config:
+    config.augment.kind = settings['augment']
+    if 'ada_maxp' in settings:
+      config.augment.ada_maxp = settings['ada_maxp']
 
 
 def _check_state_dict(name: str, got: dict, expected: dict) -> None:
@@ -138,7 +196,7 @@ def build_state(ref: ReferencePickle, config: ml_collections.ConfigDict,
   key = jax.random.key(config.seed)
   init_key, ctrl_key, run_key = jax.random.split(key, 3)   # as train.create_train_state
   shapes = jax.eval_shape(lambda: nets.init(init_key, config.train.batch_gpu))
-  g_params_shape, g_buffers_shape, d_params_shape = shapes
+  g_params_shape, g_buffers_shape, d_params_shape, _ = shapes
   expected_g = torch_names.to_torch_state_dict(_zeros_like_tree(g_params_shape),
                                                _zeros_like_tree(g_buffers_shape), 'G')
   sds = dict(ref.state_dicts)
@@ -175,12 +233,15 @@ def build_state(ref: ReferencePickle, config: ml_collections.ConfigDict,
   step = nimg // config.train.batch_size
   num_pools = config.train.batch_size // config.train.batch_gpu
   ctrl = diffusion.init_state(ctrl_key, config.diffusion, num_pools)
-  ctrl = restore_level(ctrl, float(ref.progress.get('cur_p') or 0.0), config.diffusion)
+  p = ref.progress.get('cur_p')
+  ctrl = restore_level(ctrl, float(ref.diffusion.get('p', 0.0) if p is None else p),
+                       config.diffusion)
   state = TrainState(
       step=jnp.asarray(step, jnp.int32), images_seen=jnp.asarray(nimg, jnp.int32),
       g_params=g_params, g_buffers=g_buffers, g_ema_params=g_ema_params, d_params=d_params,
-      g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params), diffusion=ctrl,
-      pl_mean=jnp.asarray(float(ref.progress.get('pl_mean') or 0.0), jnp.float32), key=run_key)
+      d_buffers={}, augment=init_augment_state(config, ctrl), g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params), diffusion=ctrl,
+      pl_mean=jnp.asarray(float(ref.progress.get('pl_mean') or 0.0), jnp.float32), key=run_key,
+      extra={})
   return state, step
 
 
@@ -193,6 +254,42 @@ def _like_template(tree: dict, template):
       node = node[entry.key]
     leaves.append(jnp.asarray(node))
   return jax.tree.unflatten(jax.tree.structure(template), leaves)
+
+
+def transfer_state(path: str | pathlib.Path, config: ml_collections.ConfigDict,
+                   fresh: TrainState) -> tuple[TrainState, list[str]]:
+  """`fresh` with G, G_ema (and every D tensor whose name and shape match) from the pickle at
+  `path`: transfer learning (`config.train.resume_from`). Optimizer state, step, image count and the
+  diffusion controller stay fresh. Returns (state, the D entries that start fresh), e.g. the
+  t-mapping and the epilogue's output layer when the pickle's D is stylegan2-ada's (no t input)."""
+  ref = read_pickle(path)
+  g_name = 'G_ema' if 'G_ema' in ref.init_kwargs else 'G'
+  template = ml_collections.ConfigDict(config.to_dict())
+  reference_config.model_from_kwargs(template, ref.init_kwargs[g_name], None)
+  g_fields = [f for f in reference_config.MODEL_FIELDS if not f.startswith('D.') and f != 'c_dim']
+  diffs = reference_config.model_differences(config, template, g_fields)
+  if diffs:
+    raise ValueError(f'config.train.resume_from={path}: the pickle\'s generator differs from the '
+                     'config\'s:\n  ' + '\n  '.join(diffs) + '\nUse the config of the preset and '
+                     'resolution the pickle was trained with.')
+  expected_g = torch_names.to_torch_state_dict(jax.device_get(fresh.g_params),
+                                               jax.device_get(fresh.g_buffers), 'G')
+  sds = dict(ref.state_dicts)
+  for name in ('G', 'G_ema'):
+    sds.setdefault(name, sds.get('G_ema', sds.get('G')))
+    _check_state_dict(name, sds[name], expected_g)
+  g_params, _ = torch_names.from_torch_state_dict(sds['G'], 'G')
+  g_ema_params, g_buffers = torch_names.from_torch_state_dict(sds['G_ema'], 'G')
+  state = fresh.replace(g_params=_like_template(g_params, fresh.g_params),
+                        g_ema_params=_like_template(g_ema_params, fresh.g_params),
+                        g_buffers=_like_template(g_buffers, fresh.g_buffers))
+  fresh_d = torch_names.to_torch_state_dict(jax.device_get(fresh.d_params), None, 'D')
+  got = {k: np.asarray(v) for k, v in (sds.get('D') or {}).items() if k in fresh_d}
+  kept = {k: v for k, v in got.items() if v.shape == np.shape(fresh_d[k])}
+  merged = {k: kept.get(k, fresh_d[k]) for k in fresh_d}
+  d_params, _ = torch_names.from_torch_state_dict(merged, 'D')
+  state = state.replace(d_params=_like_template(d_params, fresh.d_params))
+  return state, [k for k in fresh_d if k not in kept]
 
 
 def restore_level(ctrl: diffusion.DiffusionState, p: float, cfg) -> diffusion.DiffusionState:

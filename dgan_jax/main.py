@@ -12,6 +12,8 @@ means a bug.
 """
 import logging as pylogging
 import os
+import pathlib
+import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
@@ -22,9 +24,35 @@ from ml_collections import config_flags  # noqa: E402
 from dgan_jax import checkpoint, cli, errors, train  # noqa: E402
 
 FLAGS = flags.FLAGS
+
+
+def configs_dir() -> pathlib.Path:
+  """The experiment configs shipped with the package (`configs/`, installed beside dgan_jax)."""
+  import configs  # pylint: disable=import-outside-toplevel
+  return pathlib.Path(configs.__file__).resolve().parent
+
+
+def resolve_config_arg(argv: list[str]) -> list[str]:
+  """`--config=configs/x.py[:variant]` works from any folder: a path that does not exist here is
+  looked up among the installed configs (`configs/cifar10.py`, `cifar10.py` or `cifar10`)."""
+  out = []
+  for arg in argv:
+    if arg.startswith('--config='):
+      path, sep, variant = arg[len('--config='):].partition(':')
+      if path and not pathlib.Path(path).exists():
+        name = pathlib.Path(path).name
+        candidate = configs_dir() / (name if name.endswith('.py') else name + '.py')
+        if candidate.exists():
+          arg = f'--config={candidate}{sep}{variant}'
+    out.append(arg)
+  return out
+
+
 try:
-  config_flags.DEFINE_config_file('config', 'configs/from_workdir.py', 'Experiment config file '
-                                  '(default: the run\'s saved config.json).', lock_config=True)
+  config_flags.DEFINE_config_file('config', str(configs_dir() / 'from_workdir.py'),
+                                  'Experiment config file (default: the run\'s saved config.json); '
+                                  'a name like configs/cifar10.py:small also works from outside the '
+                                  'checkout.', lock_config=True)
 except (AttributeError, KeyError) as e:   # --config.x=... overrides on a missing saved config
   if __name__ != '__main__':
     raise
@@ -42,6 +70,7 @@ flags.DEFINE_float('trunc', 1.0, 'generate: truncation psi.')
 flags.DEFINE_enum('noise_mode', 'const', ['const', 'random', 'none'], 'generate: noise mode.')
 flags.DEFINE_integer('class_idx', None, 'generate: class label of a conditional model.')
 flags.DEFINE_string('outdir', None, 'generate: output folder (default <workdir>/generate).')
+flags.DEFINE_integer('step', None, 'eval / generate: the checkpoint step (default: the latest).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -71,6 +100,8 @@ def main(argv):
     raise errors.MissingInputError(
         f'No --config given and no saved run config at {config.missing_run_config}: pass '
         '--config=configs/<experiment>.py (e.g. configs/cifar10.py), or the --workdir of a run.')
+  if not config.train.get('verbose_logs', False):
+    logging.set_verbosity(logging.WARNING)   # One progress line per interval; details: verbose_logs.
   if config.train.distributed:
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # CPU hosts; GPUs/TPUs unaffected.
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
@@ -79,14 +110,14 @@ def main(argv):
   if FLAGS.mode == 'train':
     train.train_and_evaluate(config, FLAGS.workdir)
   elif FLAGS.mode == 'eval':
-    train.evaluate_run(config, FLAGS.workdir)
+    train.evaluate_run(config, FLAGS.workdir, FLAGS.step)
   elif FLAGS.mode == 'generate':
     from dgan_jax import generate  # pylint: disable=import-outside-toplevel
     paths = generate.run(FLAGS.workdir, FLAGS.seeds, FLAGS.trunc, FLAGS.noise_mode,
-                         FLAGS.class_idx, FLAGS.outdir, config)
+                         FLAGS.class_idx, FLAGS.outdir, config, step=FLAGS.step)
     print(f'Wrote {len(paths["seeds"])} images, {paths["grid"].name} and the interpolation to '
           f'{paths["grid"].parent}')
 
 
 if __name__ == '__main__':
-  app.run(errors.run_cli(main), flags_parser=cli.parse_flags)
+  app.run(errors.run_cli(main), argv=resolve_config_arg(sys.argv), flags_parser=cli.parse_flags)

@@ -6,7 +6,7 @@ optimizer and diffusion settings define the state's meaning. `check(saved, given
 two before anything in the workdir is written. Fields in `SAFE` (run length, logging, checkpoint
 and evaluation cadence, where the data lives) may change, with a note; any other change is refused
 with a message naming each field, how to continue the run unchanged, and how to start a new run
-from its weights instead (`--config.train.resume_from=<workdir>`, the transfer path).
+from its weights instead (an exported pickle as `--config.train.resume_from`, the transfer path).
 """
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from dgan_jax import errors
 # Field (or prefix ending in '.') -> why changing it on resume is safe.
 SAFE = {
     'train.total_kimg': 'the run is longer or shorter',
+    'train.total_steps': 'the run is longer or shorter',
+    'train.verbose_logs': 'logging only',
+    'train.resume_from': 'only read when a run starts (the checkpoint is used on resume)',
     'train.log_every_steps': 'logging only',
     'train.checkpoint_every_kimg': 'checkpoint cadence only',
     'train.keep_checkpoints': 'how many checkpoints are kept',
@@ -82,6 +85,8 @@ def check(saved: dict, given: dict, workdir: str, step: int | None) -> list[str]
         'saved config and change the networks, the optimizer, the diffusion or what a training '
         'step means:\n  ' + '\n  '.join(refused) + '\n'
         f'To continue the run as it was, drop these overrides (python -m dgan_jax.main '
-        f'--workdir={workdir} uses the saved config). To train with the new settings from its '
-        f'weights, start a new run: --workdir=<new folder> --config.train.resume_from={workdir}.')
+        f'--workdir={workdir} uses the saved config). To train with the new settings, start a new '
+        'run in another --workdir; to start it from this run\'s weights (StyleGAN2 image runs), '
+        'export them as a network pickle (docs/interop.md) and pass '
+        '--config.train.resume_from=<pickle> (the transfer path: fresh optimizer and progress).')
   return notes

@@ -11,9 +11,9 @@ import pathlib
 import jax
 import ml_collections
 
-from dgan_jax import checkpoint, errors, run_files
+from dgan_jax import checkpoint, errors, families, run_files
 from dgan_jax.interop import reference_config
-from dgan_jax.networks import Networks, build_networks
+from dgan_jax.networks import Networks
 from dgan_jax.train_state import TrainState
 
 
@@ -43,8 +43,8 @@ def load_config(workdir: str | pathlib.Path, step: int | None = None,
       raise
   finally:
     ckpt.close()
-  config = ml_collections.ConfigDict(saved)
-  if expected is not None and config.get('experiment') == 'image':
+  config = ml_collections.ConfigDict(_lists_to_tuples(saved))
+  if expected is not None and families.family_name(config) == 'stylegan2':
     expected = ml_collections.ConfigDict(expected.to_dict())
     if expected.data.use_labels == config.data.use_labels:
       expected.model.c_dim = config.model.c_dim   # Training reads the label count from the data.
@@ -57,11 +57,21 @@ def load_config(workdir: str | pathlib.Path, step: int | None = None,
   return config
 
 
+def _lists_to_tuples(obj):
+  """JSON turns the configs' tuples into lists; give them back their tuple type (so a saved
+  config equals the one it came from and command-line overrides keep parsing)."""
+  if isinstance(obj, dict):
+    return {k: _lists_to_tuples(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return tuple(_lists_to_tuples(v) for v in obj)
+  return obj
+
+
 def abstract_state(config: ml_collections.ConfigDict, nets: Networks, sharding=None):
   """ShapeDtypeStructs of the run's TrainState (what orbax restores into); no arrays allocated."""
-  from dgan_jax.train import create_train_state, make_optimizers  # noqa: avoid an import cycle
-  g_tx, d_tx = make_optimizers(config)
-  shapes = jax.eval_shape(lambda: create_train_state(config, nets, g_tx, d_tx))
+  family = families.get(config)
+  g_tx, d_tx = family.make_optimizers(config)
+  shapes = jax.eval_shape(lambda: family.init_state(config, nets, g_tx, d_tx))
   sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
   return checkpoint.abstract_like(shapes, sharding)
 
@@ -69,7 +79,7 @@ def abstract_state(config: ml_collections.ConfigDict, nets: Networks, sharding=N
 def restore_state(workdir: str | pathlib.Path, config: ml_collections.ConfigDict,
                   step: int | None = None) -> tuple[Networks, TrainState]:
   """(networks, full train state) of a run's checkpoint `step` (latest if None), on one device."""
-  nets = build_networks(config)
+  nets = families.get(config).build_networks(config)
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   try:
     try:

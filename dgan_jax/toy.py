@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from dgan_jax.models import layers
 from dgan_jax.models.discriminator import timestep_features
 
 GRID = (-4.0, -2.0, 0.0, 2.0, 4.0)
@@ -63,7 +64,7 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x):
     for i in range(self.depth):
-      x = nn.leaky_relu(nn.Dense(self.width, name=f'fc{i}')(x), 0.2)
+      x = layers.leaky_relu(nn.Dense(self.width, name=f'fc{i}')(x), 0.2)
     return nn.Dense(self.out_dim, name='out')(x)
 
 

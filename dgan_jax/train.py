@@ -17,74 +17,63 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dgan_jax import checkpoint, config_checks, diffusion, evaluation, grids, plots, steps
+from dgan_jax import checkpoint, config_checks, evaluation, families, plots, steps
 from dgan_jax import divergence, errors, interrupts, run_files, run_guard  # [reliability]
 from dgan_jax.data.device import prefetch_to_mesh
-from dgan_jax.networks import Networks, build_networks
-from dgan_jax.train_state import TrainState, lazy_adam
+from dgan_jax.networks import Networks
+from dgan_jax.train_state import TrainState
 
 
 # ---------------------------------------------------------------------------------------------------
-# State.
+# State and data, through the run's model family (dgan_jax/families).
 
 
 def make_optimizers(config: ml_collections.ConfigDict):
-  o, loss = config.optim, config.loss
-  g_tx = lazy_adam(o.g_lr, o.b1, o.b2, o.eps, loss.pl_interval)
-  d_tx = lazy_adam(o.d_lr, o.b1, o.b2, o.eps, loss.r1_interval)
-  return g_tx, d_tx
+  return families.get(config).make_optimizers(config)
 
 
 def create_train_state(config: ml_collections.ConfigDict, nets: Networks, g_tx, d_tx) -> TrainState:
   """A fresh state from `config.seed` (pure: the same seed gives the same state everywhere)."""
-  key = jax.random.key(config.seed)
-  init_key, ctrl_key, run_key = jax.random.split(key, 3)
-  g_params, g_buffers, d_params = nets.init(init_key, config.train.batch_gpu)
-  num_pools = config.train.batch_size // config.train.batch_gpu
-  return TrainState(
-      step=jnp.zeros((), jnp.int32), images_seen=jnp.zeros((), jnp.int32),
-      g_params=g_params, g_buffers=g_buffers, g_ema_params=g_params, d_params=d_params,
-      g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
-      diffusion=diffusion.init_state(ctrl_key, config.diffusion, num_pools),
-      pl_mean=jnp.zeros((), jnp.float32), key=run_key)
+  return families.get(config).init_state(config, nets, g_tx, d_tx)
+
+
+def make_data_iterator(config: ml_collections.ConfigDict, start_step: int):
+  """This host's part of each global batch, starting at `start_step` (deterministic for resume)."""
+  return families.get(config).data_iterator(config, start_step)
 
 
 def total_steps(config: ml_collections.ConfigDict) -> int:
+  """`train.total_steps` when set, else `train.total_kimg` in steps of the global batch."""
+  if config.train.get('total_steps', 0):
+    return int(config.train.total_steps)
   return int(np.ceil(config.train.total_kimg * 1000 / config.train.batch_size))
+
+
+def make_writer(workdir: pathlib.Path, config: ml_collections.ConfigDict, is_main: bool):
+  """TensorBoard events (main process); every scalar also logged with `train.verbose_logs`.
+
+  By default the console shows one progress line per log interval (see _print_progress), not clu's
+  per-metric log lines."""
+  if not is_main:
+    return metric_writers.MultiWriter([])
+  writers = [metric_writers.SummaryWriter(str(workdir))]
+  if config.train.get('verbose_logs', False):
+    writers.append(metric_writers.LoggingWriter())
+  return metric_writers.MultiWriter(writers)
 
 
 def kimg_to_steps(config: ml_collections.ConfigDict, kimg: float) -> int:
   return max(1, int(round(kimg * 1000 / config.train.batch_size))) if kimg else 0
 
 
-# ---------------------------------------------------------------------------------------------------
-# Data.
-
-
-def resolve_data_source(config: ml_collections.ConfigDict) -> None:
-  """`data.source='auto'`: the folder/zip at `data.path` when one is given, else tfds `data.name`."""
-  if config.data.source == 'auto':
-    config.data.source = 'zip' if config.data.path else 'tfds'
-
-
-def prepare_image_config(config: ml_collections.ConfigDict) -> None:
-  """Checks the dataset against the config (before compiling) and takes its label count."""
-  from dgan_jax.data import pipeline
-  resolve_data_source(config)
-  info = pipeline.dataset_info(config.data)
-  config_checks.check_dataset(config, info)   # [reliability] shape and size vs the config
-  config.model.c_dim = info.c_dim if config.data.use_labels else 0
-
-
-def make_data_iterator(config: ml_collections.ConfigDict, start_step: int):
-  """This host's part of each global batch, starting at `start_step` (deterministic for resume)."""
-  if config.experiment == 'toy':
-    from dgan_jax import toy
-    return toy.data_batches(config.seed, config.train.batch_size, start_step,
-                            jax.process_index(), jax.process_count())
-  from dgan_jax.data import pipeline
-  return pipeline.make_train_iterator(config.data, config.train.batch_size, config.seed,
-                                      jax.process_index(), jax.process_count(), start_step)
+def setup_config(config: ml_collections.ConfigDict, num_devices: int):
+  """Validates `config` and lets its family read the dataset facts; returns the family."""
+  config_checks.validate(config, num_devices)
+  family = families.get(config)
+  family.prepare(config)
+  if config.train.get('resume_from') and config.train.ema_rampup:
+    config.train.ema_rampup = 0.0     # As the reference on --resume: no EMA ramp-up.
+  return family
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -99,68 +88,82 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   # --- Setup -------------------------------------------------------------------------------------
   mesh = steps.make_mesh()
-  config_checks.validate(config, mesh.size)
-  if config.experiment == 'image':
-    prepare_image_config(config)
+  family = setup_config(config, mesh.size)
   # [reliability] lock, resume-config check, writable checkpoints, atomic config.json; see run_guard.
   with run_guard.open_run(workdir, config) as workdir:
-    return _train_in_workdir(config, workdir, mesh, stop_after_steps)
+    return _train_in_workdir(config, family, workdir, mesh, stop_after_steps)
 
 
-def _train_in_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh,
+def _train_in_workdir(config: ml_collections.ConfigDict, family, workdir: pathlib.Path, mesh,
                       stop_after_steps: int | None) -> TrainState:
   """The body of `train_and_evaluate` once the workdir is open (locked, config checked)."""
   is_main = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
-  nets = build_networks(config)
-  g_tx, d_tx = make_optimizers(config)
+  writer = make_writer(workdir, config, is_main)
+  nets = family.build_networks(config)
+  g_tx, d_tx = family.make_optimizers(config)
   replicated = NamedSharding(mesh, P())
-  evaluator = evaluation.Evaluator(config, nets) if config.eval.metrics else None
+  label_dist = family.label_distribution(config)
+  evaluator = evaluation.training_evaluator(config, nets, label_dist)
 
   # --- State: fresh or restored ------------------------------------------------------------------
-  init = jax.jit(lambda: create_train_state(config, nets, g_tx, d_tx), out_shardings=replicated)
+  init = jax.jit(lambda: family.init_state(config, nets, g_tx, d_tx), out_shardings=replicated)
   health = divergence.Tracker(divergence.hint_for(config, workdir))   # [reliability]
   ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints, guard=health)
   if ckpt.latest_step() is not None:
     abstract = checkpoint.abstract_like(jax.eval_shape(init), replicated)
     state, _ = ckpt.restore_latest_good(abstract)   # [reliability] verified; skips damaged ones
     logging.info('Resumed from %s at step %d.', ckpt.directory, int(state.step))
+    if is_main:
+      print(f'Resumed from {ckpt.directory} at step {int(state.step)}.', flush=True)
+  elif config.train.resume_from:
+    state, notes = family.transfer_state(config, init(), config.train.resume_from)
+    state = jax.device_put(state, replicated)
+    for note in [f'Transfer learning from {config.train.resume_from}: fresh optimizer state and '
+                 'progress, EMA ramp-up off (reference --resume).'] + notes:
+      logging.info(note)
+      if is_main:
+        print(note, flush=True)
   else:
     state = init()
   start = int(state.step)
   num_steps = total_steps(config)
+  if start > num_steps:
+    raise errors.UserError(
+        f'The run in {workdir} is at step {start} ({int(state.images_seen) / 1000:g} kimg), past '
+        f'train.total_kimg={config.train.total_kimg:g} ({num_steps} steps): nothing to train. Set '
+        f'--config.train.total_kimg above {int(state.images_seen) / 1000:g} to continue.')
   end = num_steps if stop_after_steps is None else min(num_steps, start + stop_after_steps)
 
   # --- Compiled steps ------------------------------------------------------------------------------
-  r1_every = config.loss.r1_interval if config.loss.r1_gamma > 0 else 0
-  pl_every = config.loss.pl_interval if config.loss.pl_weight > 0 else 0
-  train_step = {(pl, r1): steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_pl=pl, do_r1=r1)
-                for pl in {False, bool(pl_every)} for r1 in {False, bool(r1_every)}}
-  update_controller = steps.make_controller_update(config, mesh)
-  ada_every = config.diffusion.ada_interval
+  train_step = family.make_steps(config, nets, mesh, g_tx, d_tx, label_dist)
+  adaptive = config.diffusion.enabled
+  ada_every = steps.controller_interval(config)
+  update_controller = steps.make_controller_update(config, mesh) if ada_every else None
   ckpt_every = kimg_to_steps(config, config.train.checkpoint_every_kimg)
   eval_every = kimg_to_steps(config, config.eval.every_kimg)
-  best = BestCheckpoint(workdir, evaluator) if evaluator else None
+  best = BestCheckpoint(workdir, evaluator, guard=health) if evaluator else None
 
   # --- Loop ----------------------------------------------------------------------------------------
-  data = prefetch_to_mesh(make_data_iterator(config, start), mesh, size=max(config.data.prefetch, 1))
-  samples = grids.SampleGrid(config, nets, workdir) if config.experiment == 'image' else None
+  data = prefetch_to_mesh(family.data_iterator(config, start), mesh,
+                          size=max(config.data.prefetch, 1))
+  samples = family.sample_grid(config, nets, workdir)
   sample_every = kimg_to_steps(config, config.train.sample_every_kimg)
   if samples is not None and is_main and start == 0:
-    samples.save_reals(make_data_iterator(config, 0))
+    samples.save_reals(family.data_iterator(config, 0))
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                            every_steps=config.train.log_every_steps)
   history = [h for h in _load_history(workdir) if h['step'] <= start]
   stop = interrupts.StopFlag()   # [reliability] SIGTERM and Ctrl-C
   t0, step = time.time(), start
+  clock = _SteadyClock(start)
   try:
     while step < end and not stop.set:
       batch = next(data)
-      variant = (bool(pl_every) and step % pl_every == 0, bool(r1_every) and step % r1_every == 0)
-      state, metrics = train_step[variant](state, batch)
+      state, metrics = train_step(step, state, batch)
       step += 1
+      clock.tick(step, state)
       health.observe(metrics, step)   # [reliability] no host sync
-      if step % ada_every == 0:
+      if ada_every and step % ada_every == 0:
         state = update_controller(state)
       if step % config.train.log_every_steps == 0 or step == end:
         images_per_sec = (step - start) * config.train.batch_size / (time.time() - t0)
@@ -168,7 +171,7 @@ def _train_in_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, 
         row = _log(writer, step, state, metrics, config, images_per_sec)
         history.append(row)
         if is_main:
-          _print_progress(row, step, num_steps, start, time.time() - t0, config)
+          _print_progress(row, step, num_steps, clock, config)
       report(step)
       if ckpt_every and step % ckpt_every == 0:
         ckpt.save(step, state, config)
@@ -194,7 +197,11 @@ def _train_in_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, 
       best.evaluate(state, step, config, writer)
       best.close()
     if is_main:
-      final_report(config, nets, state, workdir, history, writer)
+      if adaptive and history:
+        plots.plot_trajectory(workdir / 'diffusion_trajectory.png', [h['step'] for h in history],
+                              [h['p'] for h in history], [h['T'] for h in history],
+                              [h['r_d'] for h in history], config.diffusion.target)
+      family.final_report(config, nets, state, workdir, writer)
     writer.flush()
   return state
 
@@ -205,9 +212,9 @@ class BestCheckpoint:
   `best.json` records the best value and step, so a resumed run keeps comparing against it.
   """
 
-  def __init__(self, workdir: pathlib.Path, evaluator):
+  def __init__(self, workdir: pathlib.Path, evaluator, guard=None):
     self.workdir, self.evaluator = workdir, evaluator
-    self.ckpt = checkpoint.Checkpointer(workdir, keep=1, subdir='best')
+    self.ckpt = checkpoint.Checkpointer(workdir, keep=1, subdir='best', guard=guard)
     self.best = (run_files.read_json(workdir / 'best.json') or {}).get('value')   # [reliability]
 
   def evaluate(self, state, step: int, config, writer) -> dict:
@@ -231,27 +238,60 @@ class BestCheckpoint:
 
 
 def _log(writer, step: int, state: TrainState, metrics, config, images_per_sec: float) -> dict:
-  """Writes this step's scalars (one device read) and returns the controller's trajectory row."""
+  """Writes this step's scalars (one device read) and returns the progress/trajectory row."""
   scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-  ctrl = jax.device_get(state.diffusion)
-  scalars.update({'diffusion/p': float(ctrl.p), 'diffusion/T': float(ctrl.T),
-                  'diffusion/r_d': float(ctrl.r_d_last),
-                  'progress/kimg': step * config.train.batch_size / 1000,
+  scalars.update({'progress/kimg': step * config.train.batch_size / 1000,
                   'progress/images_per_sec': images_per_sec})
+  row = {'step': step, 'loss/G': scalars.get('loss/G', float('nan')),
+         'loss/D': scalars.get('loss/D', float('nan'))}
+  if config.diffusion.enabled:
+    ctrl = jax.device_get(state.diffusion)
+    scalars.update({'diffusion/p': float(ctrl.p), 'diffusion/T': float(ctrl.T),
+                    'diffusion/r_d': float(ctrl.r_d_last)})
+    row.update({'p': float(ctrl.p), 'T': int(ctrl.T), 'r_d': float(ctrl.r_d_last)})
+  if config.get('augment') and config.augment.kind == 'ada':
+    aug = jax.device_get(state.augment)
+    scalars['augment/p'] = float(aug.p)
+    row['augment_p'] = float(aug.p)
   writer.write_scalars(step, scalars)
-  return {'step': step, 'p': float(ctrl.p), 'T': int(ctrl.T), 'r_d': float(ctrl.r_d_last),
-          'loss/G': scalars['loss/G'], 'loss/D': scalars['loss/D']}
+  return row
 
 
-def _print_progress(row: dict, step: int, num_steps: int, start: int, elapsed: float, config) -> None:
-  """One human-readable progress line on stdout (clu's ReportProgress also logs steps/s and ETA)."""
-  rate = (step - start) / max(elapsed, 1e-9)
-  eta = (num_steps - step) / max(rate, 1e-9)
-  speed = f'{rate:.1f} steps/s' if rate >= 1 else f'{1 / max(rate, 1e-9):.1f} s/step'
-  print(f'step {step}/{num_steps} kimg {step * config.train.batch_size / 1000:.1f} | '
-        f'T {row["T"]} p {row["p"]:.4f} r_d {row["r_d"]:+.3f} | '
-        f'loss G {row["loss/G"]:.3f} D {row["loss/D"]:.3f} | {speed} | '
-        f'ETA {int(eta // 60)}m{int(eta % 60):02d}s', flush=True)
+class _SteadyClock:
+  """Speed and ETA from steady-state steps: the clock starts once the first step (which includes
+  compiling) has finished, so the ETA is not inflated by compile time."""
+
+  def __init__(self, start: int):
+    self.start, self.t_first, self.first = start, None, None
+
+  def tick(self, step: int, state) -> None:
+    if self.t_first is None:
+      jax.block_until_ready(state.step)
+      self.t_first, self.first = time.time(), step
+
+  def rate(self, step: int) -> float | None:
+    """Steps per second since the first step, or None before a second step finished."""
+    if self.t_first is None or step <= self.first:
+      return None
+    return (step - self.first) / max(time.time() - self.t_first, 1e-9)
+
+
+def _print_progress(row: dict, step: int, num_steps: int, clock: _SteadyClock, config) -> None:
+  """One human-readable progress line on stdout, with speed and ETA from steady-state steps."""
+  rate = clock.rate(step)
+  if rate is None:
+    speed, eta_text = 'compiling', 'ETA -'
+  else:
+    eta = (num_steps - step) / max(rate, 1e-9)
+    speed = f'{rate:.1f} steps/s' if rate >= 1 else f'{1 / max(rate, 1e-9):.1f} s/step'
+    eta_text = f'ETA {int(eta // 3600)}h{int(eta % 3600 // 60):02d}m' if eta >= 3600 else \
+        f'ETA {int(eta // 60)}m{int(eta % 60):02d}s'
+  level = (f'T {row["T"]} p {row["p"]:.4f} r_d {row["r_d"]:+.3f} | ' if 'T' in row else '')
+  if 'augment_p' in row:
+    level += f'ada p {row["augment_p"]:.3f} | '
+
+  print(f'step {step}/{num_steps} kimg {step * config.train.batch_size / 1000:.1f} | {level}'
+        f'loss G {row["loss/G"]:.3f} D {row["loss/D"]:.3f} | {speed} | {eta_text}', flush=True)
 
 
 def _load_history(workdir: pathlib.Path) -> list:
@@ -262,13 +302,11 @@ def _save_history(workdir: pathlib.Path, history: list) -> None:
   run_files.write_json(workdir / 'diffusion_history.json', history)   # [reliability] atomic
 
 
-def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """`--mode=eval`: the metrics of the latest checkpoint in `workdir` (G_ema), logged to
-  `metrics.jsonl` and TensorBoard."""
+def evaluate_run(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict:
+  """`--mode=eval`: the metrics of checkpoint `step` (default: the latest) in `workdir` (G_ema),
+  logged to `metrics.jsonl` and TensorBoard."""
   mesh = steps.make_mesh()
-  config_checks.validate(config, mesh.size)
-  if config.experiment == 'image':
-    prepare_image_config(config)
+  family = setup_config(config, mesh.size)
   if not config.eval.metrics:
     raise errors.UserError('--mode=eval needs metrics: --config.eval.metrics=fid50k_full,...')
   workdir = pathlib.Path(workdir)
@@ -276,51 +314,16 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     raise errors.MissingInputError(f'No checkpoint under {workdir / "checkpoints"}; train first or '
                                    'check --workdir.')
   from dgan_jax import run_dir
-  nets, state = run_dir.restore_state(workdir, config)
-  evaluator = evaluation.Evaluator(config, nets)
+  if step is not None and not (workdir / 'checkpoints' / str(step)).is_dir():
+    steps_there = sorted(int(p.name) for p in (workdir / 'checkpoints').glob('[0-9]*'))
+    raise errors.MissingInputError(f'No checkpoint at step {step} under {workdir / "checkpoints"}; '
+                                   f'the run has steps {steps_there}.')
+  nets, state = run_dir.restore_state(workdir, config, step)
+  evaluator = evaluation.Evaluator(config, nets, family.label_distribution(config))
   results = evaluator(state)
-  writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
+  writer = make_writer(workdir, config, jax.process_index() == 0)
   if jax.process_index() == 0:
     evaluation.write_results(workdir, int(state.step),
                              int(state.images_seen) / 1000, results, writer)
   writer.flush()
   return results
-
-
-# ---------------------------------------------------------------------------------------------------
-# Final report.
-
-
-def final_report(config, nets: Networks, state: TrainState, workdir: pathlib.Path, history, writer):
-  """Experiment-specific outputs of a finished run (toy: samples, figures, mode coverage)."""
-  if history:
-    plots.plot_trajectory(workdir / 'diffusion_trajectory.png', [h['step'] for h in history],
-                        [h['p'] for h in history], [h['T'] for h in history],
-                        [h['r_d'] for h in history], config.diffusion.target)
-  if config.experiment != 'toy':
-    return
-  from dgan_jax import toy
-  n = 10_000
-  z = jax.random.normal(jax.random.key(config.seed + 1), (n, nets.z_dim))
-  c = jnp.zeros((n, 0), jnp.float32)
-  samples, _ = jax.jit(lambda p, b: nets.generate(p, b, z, c, jax.random.key(0)))(
-      state.g_ema_params, state.g_buffers)
-  samples = np.asarray(samples, np.float32)
-  np.save(workdir / 'samples.npy', samples)
-  cov = toy.mode_coverage(samples)
-  data = toy.sample_data(np.random.default_rng(config.seed), n)
-  d_fn = jax.jit(lambda x: nets.discriminate(state.d_params, x, c[:x.shape[0]],
-                                             jnp.zeros((x.shape[0],), jnp.int32)))
-  label = 'Diffusion-GAN' if config.diffusion.enabled else 'vanilla GAN'
-  toy.plot_report(workdir / 'toy25.png', data, samples, d_fn,
-                  f'{label}: {cov["modes_covered"]}/25 modes, '
-                  f'{100 * cov["high_quality_fraction"]:.1f}% high-quality samples')
-  results = {'modes_covered': cov['modes_covered'],
-             'high_quality_fraction': cov['high_quality_fraction'],
-             'final_T': int(state.diffusion.T), 'final_p': float(state.diffusion.p)}
-  run_files.write_json(workdir / 'results.json', results, indent=2)   # [reliability] atomic
-  writer.write_scalars(int(state.step), {'eval/modes_covered': results['modes_covered'],
-                                         'eval/high_quality_fraction': results['high_quality_fraction']})
-  logging.info('Toy results: %s', results)
-  print(f'[{label}] modes covered: {cov["modes_covered"]}/25, high-quality samples: '
-        f'{100 * cov["high_quality_fraction"]:.1f}%  -> {workdir}', flush=True)

@@ -15,6 +15,10 @@ from dgan_jax import diffusion
 class TrainState:
   """G, D and G_ema variables, both optimizer states, the diffusion controller and counters.
 
+  `g_buffers` / `d_buffers` hold the networks' non-trainable Flax collections (StyleGAN2's w_avg and
+  noise, BatchNorm statistics, spectral-norm vectors, frozen feature networks); `extra` holds what a
+  model family adds (e.g. contrastive heads and their queues), a dict that is empty for most.
+
   `key` is the run's base key: every random draw of step k derives from `fold_in(key, k)`, so a
   restored state continues with exactly the randomness of an uninterrupted run.
   """
@@ -24,11 +28,14 @@ class TrainState:
   g_buffers: Any             # Non-trainable G state (w_avg, noise_const); G_ema shares it (reference).
   g_ema_params: Any
   d_params: Any
+  d_buffers: Any             # Non-trainable D state (BatchNorm / spectral-norm / frozen collections).
   g_opt_state: optax.OptState
   d_opt_state: optax.OptState
   diffusion: diffusion.DiffusionState
+  augment: Any               # augment.state.AugmentState: the ADA probability and its controller.
   pl_mean: jax.Array         # Path-length regularizer's running mean (float32 scalar).
   key: jax.Array
+  extra: Any                 # Family-specific state (dict; {} for most families).
 
 
 def lazy_adam(lr: float, b1: float, b2: float, eps: float, reg_interval: int) -> optax.GradientTransformation:

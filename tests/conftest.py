@@ -10,19 +10,16 @@ jax.config.update("jax_platforms", "cpu")
 jax.config.update("jax_num_cpu_devices", 8)
 
 import ast  # noqa: E402
-import io  # noqa: E402
 import pathlib  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tarfile  # noqa: E402
 
 import pytest  # noqa: E402
 
-BESIDE = pathlib.Path(__file__).resolve().parents[2]   # the folder holding the checkout
+import reference_code  # noqa: E402
+from reference_code import BESIDE, REFERENCE_MIRROR  # noqa: E402
+
 SHARED_DATA = BESIDE / "shared" / "data"
 SHAPES_FILE = BESIDE / "shared" / "docs" / "cifar_state_dict_shapes.txt"
-REFERENCE_MIRROR = pathlib.Path(os.environ.get(
-    "DGAN_REFERENCE_REPO", BESIDE / ".mirror" / "Zhendong-Wang+Diffusion-GAN" / "repo"))
+FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -55,21 +52,27 @@ def reference_networks(tmp_path_factory):
   """The reference's `training.networks` (with its torch_utils/dnnlib), extracted from the git
   mirror of the authors' repository into a temp dir; skipped without torch or the mirror."""
   pytest.importorskip("torch")
-  if not REFERENCE_MIRROR.exists():
+  if not reference_code.available():
     pytest.skip(f"reference mirror {REFERENCE_MIRROR} not found")
-  paths = ["diffusion-stylegan2/torch_utils", "diffusion-stylegan2/dnnlib",
-           "diffusion-stylegan2/training/networks.py"]
-  archive = subprocess.run(["git", "-C", str(REFERENCE_MIRROR), "archive", "HEAD", *paths],
-                           capture_output=True, check=True).stdout
-  root = tmp_path_factory.mktemp("reference")
-  with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-    tar.extractall(root, filter="data")
-  src = str(root / "diffusion-stylegan2")
-  sys.path.insert(0, src)   # the reference's persistence checks re-import torch_utils
-  try:
+  root = reference_code.extract(reference_code.STYLEGAN2_PATHS, tmp_path_factory.mktemp("reference"))
+  # The reference's persistence checks re-import torch_utils, so its folder stays on sys.path.
+  with reference_code.on_path(root / "diffusion-stylegan2"):
     from training import networks   # pylint: disable=import-outside-toplevel
     yield networks
-  finally:
-    sys.path.remove(src)
-    for name in [n for n in sys.modules if n.split(".")[0] in ("training", "torch_utils", "dnnlib")]:
-      del sys.modules[name]
+
+
+def _reference_or_skip():
+  pytest.importorskip("torch")
+  if not reference_code.available():
+    pytest.skip(f"reference mirror {REFERENCE_MIRROR} not found")
+
+
+@pytest.fixture(scope="module")
+def reference_augment(tmp_path_factory):
+  """(adaaug, diffaug): the reference's `training/adaaug.py` and `training/diffaug.py` of
+  diffusion-stylegan2, importable on the CPU (their CUDA ops fall back to plain torch ops)."""
+  _reference_or_skip()
+  with reference_code.imported(tmp_path_factory.mktemp("reference_augment"), "diffusion-stylegan2",
+                               ["torch_utils", "dnnlib", "training/adaaug.py", "training/diffaug.py"],
+                               ["training.adaaug", "training.diffaug"]) as modules:
+    yield modules

@@ -7,7 +7,7 @@ import numpy as np
 
 from configs import cifar10
 from dgan_jax import diffusion, run_dir
-from dgan_jax.networks import build_networks
+from dgan_jax.families import build_networks
 from dgan_jax.train import create_train_state, make_optimizers
 
 

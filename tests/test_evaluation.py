@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from configs import cifar10
-from dgan_jax import train
+from dgan_jax import evaluation, families, train
 from dgan_jax.metrics.extract import FeatureNet
 
 
@@ -53,6 +53,11 @@ def test_metrics_in_the_loop_keep_the_best_and_eval_mode_agrees(config, tmp_path
   results = train.evaluate_run(config, str(workdir))
   assert results['fid1k-tiny'] == pytest.approx(values[-1], rel=1e-5)
   assert len((workdir / 'metrics.jsonl').read_text().splitlines()) == 3
+  # An earlier checkpoint by --step: the value the loop measured at that step.
+  earlier = train.evaluate_run(config, str(workdir), step=2)
+  assert earlier['fid1k-tiny'] == pytest.approx(values[0], rel=1e-5)
+  with pytest.raises(FileNotFoundError, match='no checkpoint at step 3|No checkpoint at step 3'):
+    train.evaluate_run(config, str(workdir), step=3)
 
 
 def test_bad_metric_name_fails_before_training(config, tmp_path):
@@ -62,9 +67,15 @@ def test_bad_metric_name_fails_before_training(config, tmp_path):
   assert not (tmp_path / 'run' / 'checkpoints').exists()
 
 
-def test_missing_inception_weights_name_the_file(config, tmp_path):
-  config.eval.metrics = 'fid50k_full'
+def test_missing_inception_weights_name_the_file(config, tmp_path, capsys):
+  """--mode=eval fails naming the file; training skips the metric with a warning (offline runs)."""
+  config.eval.metrics = 'fid50k_full,kid1k-tiny'
   config.eval.inception_path = str(tmp_path / 'nowhere' / 'pt_inception-2015-12-05-6726825d.pth')
+  nets = families.build_networks(config)
   with pytest.raises(FileNotFoundError, match='pt_inception-2015-12-05'):
-    train.train_and_evaluate(config, str(tmp_path / 'run'))
-  assert not (tmp_path / 'run' / 'checkpoints').exists()
+    evaluation.Evaluator(config, nets)
+  evaluator = evaluation.training_evaluator(config, nets)
+  assert evaluator.names == ['kid1k-tiny']
+  assert 'metric fid50k_full skipped' in capsys.readouterr().out
+  config.eval.metrics = 'fid50k_full'
+  assert evaluation.training_evaluator(config, nets) is None

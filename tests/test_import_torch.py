@@ -155,7 +155,7 @@ def test_imported_run_restores_in_the_training_loop_layout(tmp_path, fake_refere
       mimic_pickle(tmp_path / 's.pkl', fake_reference_modules, bundle), tmp_path / 'run', config)
   # Exactly the restore the training loop does on resume (replicated over the 8-device mesh).
   saved = run_dir.load_config(out)
-  from dgan_jax.networks import build_networks
+  from dgan_jax.families import build_networks
   mesh = steps.make_mesh()
   abstract = run_dir.abstract_state(saved, build_networks(saved), NamedSharding(mesh, P()))
   ckpt = checkpoint.Checkpointer(out)
@@ -214,7 +214,8 @@ def test_bad_pickles_give_clear_messages(tmp_path, fake_reference_modules, smoke
   out = import_torch.import_pickle(ada_pkl, tmp_path / 'c', config, init_d='fresh')
   saved = run_dir.load_config(out)
   _, state = run_dir.restore_state(out, saved)
-  assert int(state.step) == 0 and float(state.diffusion.p) == 0.0   # no progress entry
+  # No progress entry: step 0, and p from the snapshot's Diffusion module (its p = 0.25).
+  assert int(state.step) == 0 and float(state.diffusion.p) == 0.25
   np.testing.assert_array_equal(export.bundle(saved, state)['G']['mapping.fc0.weight'],
                                 bundle['G']['mapping.fc0.weight'])
   with pytest.raises(FileExistsError, match='new --out'):

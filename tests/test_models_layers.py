@@ -111,3 +111,35 @@ def test_layers_reject_bad_construction_and_channel_mismatch():
   conv = layers.Conv2dLayer(2, 3, 3)
   with pytest.raises(ValueError, match='expected 2 input channels'):
     conv.init(jax.random.key(0), jnp.zeros((1, 4, 4, 5)))
+
+
+def test_lrelu_gradient_at_zero_is_alpha_times_gain():
+  """torch's leaky_relu and the reference's CUDA bias_act use the negative slope at exactly 0."""
+  x = jnp.asarray([-0.5, 1.0, 0.0, 2.0, -3.0])
+  b = jnp.asarray([0.5, -1.0, 0.0, 0.0, 0.0])          # x + b = 0 for the first three
+  grad = jax.grad(lambda v: layers.bias_act(v, b, 'lrelu').sum())(x)
+  np.testing.assert_allclose(grad, np.sqrt(2) * np.asarray([0.2, 0.2, 0.2, 1.0, 0.2]), rtol=1e-6)
+  np.testing.assert_allclose(jax.grad(lambda v: layers.leaky_relu(v, 0.1))(0.0), 0.1)
+
+
+def test_lrelu_gradient_matches_reference_bias_act(reference_networks):
+  torch = pytest.importorskip('torch')
+  x = np.asarray([[-1.0, -1e-3, 0.0, 0.0, 1e-3, 1.0]], np.float32)
+  b = np.asarray([0.0, 0.0, 0.0, 0.5, 0.0, -1.0], np.float32)      # zero pre-activations included
+  tx = torch.from_numpy(x).requires_grad_(True)
+  out = reference_networks.bias_act.bias_act(tx, torch.from_numpy(b), act='lrelu', clamp=256)
+  out.sum().backward()
+  grad = jax.grad(lambda v: layers.bias_act(v, jnp.asarray(b), 'lrelu', clamp=256).sum())(jnp.asarray(x))
+  np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-6)
+  np.testing.assert_allclose(layers.bias_act(jnp.asarray(x), jnp.asarray(b), 'lrelu', clamp=256),
+                             out.detach().numpy(), rtol=1e-6)
+
+
+def test_toy_mlp_uses_the_same_leaky_relu():
+  from dgan_jax import toy  # pylint: disable=import-outside-toplevel
+  mlp = toy.MLP(width=2, depth=1, out_dim=1)
+  params = mlp.init(jax.random.key(0), jnp.zeros((1, 3)))['params']
+  params = jax.tree_util.tree_map(jnp.zeros_like, params)           # pre-activations exactly 0
+  params['out']['kernel'] = jnp.ones((2, 1))
+  grad = jax.grad(lambda p: mlp.apply({'params': p}, jnp.ones((1, 3))).sum())(params)
+  np.testing.assert_allclose(grad['fc0']['bias'], [0.2, 0.2])       # torch's nn.LeakyReLU(0.2)

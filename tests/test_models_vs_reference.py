@@ -122,3 +122,21 @@ def test_reduced_precision_matches_reference_fp16(networks, dtype, rel_tol):
   out = d.apply({'params': params}, jnp.asarray(img.transpose(0, 2, 3, 1)), jnp.zeros((4, 0)),
                 jnp.asarray(t))
   assert float(np.abs(np.asarray(out) - expected).max()) <= rel_tol * np.abs(expected).max()
+
+
+@pytest.mark.parametrize('c_dim', [0, 3])
+def test_vanilla_discriminator_matches_reference_t_dim_0(networks, c_dim):
+  """t_conditioning=False is the reference D with t_dim = 0, i.e. stylegan2-ada's D."""
+  ref = perturb(networks.Discriminator(c_dim=c_dim, t_dim=0, **SMALL, architecture='resnet',
+                                       **SYNTH, epilogue_kwargs={'mbstd_group_size': 2}))
+  params, _ = torch_names.from_torch_state_dict(ref.state_dict(), 'D')
+  d = Discriminator(c_dim=c_dim, **SMALL, architecture='resnet', **SYNTH, mbstd_group_size=2,
+                    t_conditioning=False)
+  img = np.random.default_rng(2).standard_normal((4, 3, 16, 16)).astype(np.float32)
+  c = np.random.default_rng(3).standard_normal((4, c_dim)).astype(np.float32)
+  expected = ref(torch.from_numpy(img), torch.from_numpy(c) if c_dim else None,
+                 torch.zeros(4, 0), force_fp32=True).detach().numpy()
+  out = d.apply({'params': params}, jnp.asarray(img.transpose(0, 2, 3, 1)), jnp.asarray(c),
+                jnp.zeros((4,), jnp.int32))
+  np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-4, atol=1e-5)
+  assert list(torch_names.to_torch_state_dict(params, None, 'D')) == list(ref.state_dict())

@@ -14,14 +14,14 @@ def config(cifar10_zip):
   config.data.path = str(cifar10_zip)
   config.data.max_images = 256
   config.model.mixed_precision = 'float32'
-  train.prepare_image_config(config)
+  train.setup_config(config, 1)
   return config
 
 
 def run_steps(config, devices, num_steps):
   mesh, nets, g_tx, d_tx, state = train_helpers.start(config, devices)
   # Every phase at once: G main + path length, D main + R1.
-  step_fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_pl=True, do_r1=True)
+  step_fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, steps.Phases(pl=True, r1=True))
   data = train_helpers.global_batches(config, mesh)
   for _ in range(num_steps):
     state, metrics = step_fn(state, next(data))
@@ -63,7 +63,7 @@ def test_gradient_accumulation_gives_the_same_step(config):
 def test_image_run_end_to_end_and_resume(config, tmp_path):
   config.train.total_kimg = 16 * 6 / 1000
   full = train.train_and_evaluate(config, str(tmp_path / 'full'))
-  for name in ('reals.png', 'fakes000000.png', 'config.json', 'diffusion_trajectory.png'):
+  for name in ('reals.png', 'fakes_step0000006.png', 'config.json', 'diffusion_trajectory.png'):
     assert (tmp_path / 'full' / name).exists(), name
   train.train_and_evaluate(config, str(tmp_path / 'split'), stop_after_steps=3)
   resumed = train.train_and_evaluate(config, str(tmp_path / 'split'))

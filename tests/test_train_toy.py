@@ -8,7 +8,7 @@ import pytest
 
 from configs import toy25
 import train_helpers
-from dgan_jax import checkpoint, steps, toy, train
+from dgan_jax import checkpoint, grids, steps, toy, train
 
 
 def smoke_config(**train_overrides):
@@ -21,8 +21,8 @@ def smoke_config(**train_overrides):
 def run_steps(config, devices, num_steps):
   """Runs the real step functions on a mesh of `devices`, as the loop does."""
   mesh, nets, g_tx, d_tx, state = train_helpers.start(config, devices)
-  step_fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=False)
-  r1_step = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=True)
+  step_fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, steps.Phases())
+  r1_step = steps.make_train_step(config, nets, mesh, g_tx, d_tx, steps.Phases(r1=True))
   update = steps.make_controller_update(config, mesh)
   data = train_helpers.global_batches(config, mesh)
   for i in range(num_steps):
@@ -117,6 +117,9 @@ def test_toy_end_to_end_outputs(tmp_path):
     ('train', 'batch_gpu', 16, 'sub-batches of train.batch_gpu=16'),
     ('train', 'batch_gpu', 48, 'positive multiple of train.batch_gpu=48'),
     ('model', 't_embedding', 'learned', "t_embedding='learned' is unknown"),
+    ('model', 'family', 'biggan', "model.family='biggan' is unknown"),
+    ('loss', 'kind', 'wasserstein', "loss.kind='wasserstein' is unknown"),
+    ('train', 'n_dis', 0, 'train.n_dis=0 must be an integer >= 1'),
 ])
 def test_bad_config_fails_before_compiling(tmp_path, section, field, value, message):
   config = smoke_config(batch_size=64, batch_gpu=8)
@@ -135,6 +138,22 @@ def test_toy_discriminator_t_embedding(kind, width):
   assert params['params']['net']['fc0']['kernel'].shape == (2 + width, 8)
   logits = d.apply(params, x, None, jnp.array([1, 2]))
   assert abs(float(logits[0, 0] - logits[1, 0])) > 1e-6
+
+
+def test_total_steps_overrides_total_kimg_and_grid_names(tmp_path, capsys):
+  config = smoke_config(batch_size=64, batch_gpu=8)
+  config.train.total_steps = 3
+  config.train.log_every_steps = 1
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == 3 == train.total_steps(config)
+  lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith('step ')]
+  assert 'compiling' in lines[0] and 'ETA -' in lines[0]     # the first step includes compiling
+  assert 'ETA 0m' in lines[-1] and ('steps/s' in lines[-1] or 's/step' in lines[-1])
+  grid = grids.SampleGrid.__new__(grids.SampleGrid)
+  grid.batch_size, grid.by_kimg = 16, False
+  assert grid.file_name(6) == 'fakes_step0000006.png'
+  grid.batch_size, grid.by_kimg = 64, True
+  assert grid.file_name(32) == 'fakes000002.png'
 
 
 def test_mode_coverage_metric():

@@ -3,7 +3,7 @@ import jax
 
 from dgan_jax import steps, train
 from dgan_jax.data import device
-from dgan_jax.networks import build_networks
+from dgan_jax.families import build_networks
 
 
 def start(config, devices):

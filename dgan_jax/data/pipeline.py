@@ -90,6 +90,29 @@ def dataset_info(data_config) -> DatasetInfo:
   return info
 
 
+def label_distribution(data_config, seed: int = 0):
+  """(labels [K, c_dim] float32, probabilities [K]) of the training set's distinct labels.
+
+  The reference draws the label of each generated sample as the label of a uniformly drawn
+  training item (`all_gen_c`), i.e. from this empirical distribution (of the `max_images` subset
+  when one is used; x-flips do not change it). None for an unlabelled config.
+  """
+  validate_data_config(data_config)
+  if not data_config.use_labels:
+    return None
+  if data_config.source == 'tfds':
+    from dgan_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
+    labels = tfds_source.training_labels(data_config, seed)
+  else:
+    folder = open_image_folder(data_config, seed)
+    labels = folder.labels
+    folder.close()
+  if labels.shape[1] == 0:
+    return None
+  unique, counts = np.unique(labels.astype(np.float32), axis=0, return_counts=True)
+  return unique, (counts / counts.sum()).astype(np.float64)
+
+
 def make_train_iterator(data_config, global_batch: int, seed: int, process_index: int = 0,
                         process_count: int = 1, start_step: int = 0
                         ) -> Iterator[Dict[str, np.ndarray]]:

@@ -97,6 +97,19 @@ def tfds_info(data_config) -> 'pipeline.DatasetInfo':
                               num_images)
 
 
+def training_labels(data_config, seed: int = 0) -> np.ndarray:
+  """One-hot labels [N, c_dim] of the training split (its `max_images` subset when set)."""
+  builder = _builder(data_config.name)
+  c_dim = _num_labels(builder, data_config)
+  records = _load(data_config.name, train_split(data_config.name))
+  ids = np.fromiter((int(r['label']) for r in records.map(lambda r: {'label': r['label']})
+                     .as_numpy_iterator()), np.int64)
+  mask = _subset_mask(len(ids), data_config.max_images, seed)
+  if mask is not None:
+    ids = ids[mask]
+  return np.eye(c_dim, dtype=np.float32)[ids]
+
+
 def _check_resolution(resolution: int):
   if resolution < 4 or resolution & (resolution - 1):
     raise image_folder.DatasetError(

@@ -48,7 +48,8 @@ def generator_kwargs(config: ml_collections.ConfigDict) -> dict:
 
 
 def discriminator_kwargs(config: ml_collections.ConfigDict) -> dict:
-  """`Discriminator(**kwargs)` arguments of the reference (t-conditioned, t_dim=1)."""
+  """`Discriminator(**kwargs)` arguments of the reference (t-conditioned: t_dim=1; the vanilla D of
+  a run without diffusion: t_dim=0, which is stylegan2-ada's discriminator)."""
   m, d = config.model, config.model.D
   if d.t_embedding != 'raw':
     raise errors.UserError(
@@ -57,7 +58,8 @@ def discriminator_kwargs(config: ml_collections.ConfigDict) -> dict:
         'without it (--with_d=false).')
   return dict(
       c_dim=int(m.c_dim), img_resolution=int(config.data.resolution),
-      img_channels=int(config.data.channels), t_dim=1, architecture=str(d.architecture),
+      img_channels=int(config.data.channels), t_dim=int(bool(config.diffusion.enabled)),
+      architecture=str(d.architecture),
       channel_base=int(d.channel_base), channel_max=int(d.channel_max),
       num_fp16_res=int(m.num_fp16_res), conv_clamp=_clamp(m.conv_clamp),
       cmap_dim=int(d.cmap_dim) if d.cmap_dim else None, block_kwargs={},
@@ -110,8 +112,9 @@ def model_from_kwargs(config: ml_collections.ConfigDict, g_kwargs: Mapping,
   d_map = _with_defaults(d.get('mapping_kwargs'), _D_MAPPING_DEFAULTS)
   d_epi = _with_defaults(d.get('epilogue_kwargs'), _D_EPILOGUE_DEFAULTS)
   problems = []
-  if int(d['t_dim']) != 1:
-    problems.append(f"t_dim={d['t_dim']} (dgan_jax's raw t embedding has t_dim 1)")
+  if int(d['t_dim']) not in (0, 1):
+    problems.append(f"t_dim={d['t_dim']} (dgan_jax's raw t embedding has t_dim 1; 0 is the "
+                    'vanilla D)')
   if int(d['num_fp16_res']) != m.num_fp16_res or _clamp(d['conv_clamp']) != _clamp(m.conv_clamp):
     problems.append(f"num_fp16_res/conv_clamp differ between G ({m.num_fp16_res}, "
                     f"{m.conv_clamp}) and D ({d['num_fp16_res']}, {d['conv_clamp']})")
@@ -128,6 +131,8 @@ def model_from_kwargs(config: ml_collections.ConfigDict, g_kwargs: Mapping,
   m.D.mbstd_group_size = int(d_epi['mbstd_group_size'] or 0)
   m.D.mbstd_num_channels = int(d_epi['mbstd_num_channels'])
   m.D.t_embedding = 'raw'
+  if int(d['t_dim']) == 0:           # A t-less D: a run without diffusion (vanilla StyleGAN2).
+    config.diffusion.enabled = False
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:

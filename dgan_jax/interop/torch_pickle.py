@@ -65,6 +65,35 @@ class PersistentObject:
     return out
 
 
+class ReferenceModule:
+  """A plain (non-persistent) torch module of the reference pickled inside a snapshot, as data.
+
+  The reference's training loop pickles its `Diffusion` module with every snapshot; its `aug`
+  child is `training.diffusion.Identity` (`--aug no`) or `training.diffaug.DiffAugment`
+  (`--aug diff`), pickled by class name. Only the names in REFERENCE_MODULES are accepted; the
+  object keeps the pickled `__dict__` (`state`) and runs nothing.
+  """
+  class_name = ''
+
+  def __setstate__(self, state):
+    if not isinstance(state, dict):
+      raise pickle.UnpicklingError(f'{self.class_name}: unexpected pickled state {type(state)}.')
+    self.state = dict(state)
+
+  def __repr__(self):
+    return f'ReferenceModule({self.class_name})'
+
+
+def _module_placeholder(module: str, name: str):
+  return type(name, (ReferenceModule,), {'class_name': f'{module}.{name}',
+                                         '__module__': __name__})
+
+
+# Plain torch modules the reference snapshots contain (see ReferenceModule).
+REFERENCE_MODULES = {key: _module_placeholder(*key) for key in (
+    ('training.diffusion', 'Identity'), ('training.diffaug', 'DiffAugment'))}
+
+
 def _reconstruct_persistent_obj(meta):
   meta = dict(meta)
   if meta.get('type') != 'class' or not isinstance(meta.get('state'), dict):
@@ -148,6 +177,8 @@ def _rebuild_parameter(data, *unused):
 
 def _reconstructor(cls, base, state):
   """copyreg._reconstructor for the only classes protocol-0/1 pickles may rebuild this way."""
+  if isinstance(cls, type) and issubclass(cls, ReferenceModule) and base is object:
+    return cls.__new__(cls)
   if cls is not EasyDict or base not in (dict, object):
     raise BadPickleError(f'Refusing to rebuild {cls!r} from {base!r}.')
   return EasyDict(state or {})
@@ -257,6 +288,8 @@ def _find_safe_class(module: str, name: str):
   # Protocol 0-2 pickles name Python 2 modules (__builtin__, copy_reg); map them like pickle does.
   module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
   module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+  if (module, name) in REFERENCE_MODULES:
+    return REFERENCE_MODULES[(module, name)]
   factory = _SAFE_GLOBALS.get((module, name))
   if factory is None:
     raise BadPickleError(

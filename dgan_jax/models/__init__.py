@@ -36,6 +36,8 @@ def build_models(config, backend: str | None = None):
   discriminator = Discriminator(
       **common, channel_max=d.channel_max, architecture=d.architecture,
       mbstd_group_size=d.mbstd_group_size or None, mbstd_num_channels=d.mbstd_num_channels,
-      mapping_layers=d.mapping_layers, cmap_dim=d.cmap_dim or None, t_embedding=d.t_embedding,
+      mapping_layers=d.mapping_layers, cmap_dim=d.cmap_dim or None,
+      t_conditioning=bool(config.diffusion.enabled) if 'diffusion' in config else True,
+      t_embedding=d.t_embedding,
       t_max=float(t_max), t_embed_dim=d.t_embed_dim)
   return generator, discriminator

@@ -20,12 +20,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from dgan_jax import platform
+
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
 def use_polyphase() -> bool:
   """Whether to build convolutions from stride-1 pieces with explicit derivatives (XLA:CPU)."""
-  return jax.default_backend() == 'cpu'
+  return platform.target_backend() == 'cpu'
 
 
 def _pad_hw(x, pads_h, pads_w):

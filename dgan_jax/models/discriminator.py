@@ -1,6 +1,7 @@
 """Diffusion-StyleGAN2 discriminator in flax.linen (reference `training/networks.py`).
 
-The conv trunk never sees t. The timestep is turned into features (`t_embedding`), concatenated
+With `t_conditioning=False` it is stylegan2-ada's discriminator (the reference's with t_dim = 0):
+the vanilla-GAN baselines use it. The conv trunk never sees t. The timestep is turned into features (`t_embedding`), concatenated
 after the label c, and passed through a projection mapping network (embed FC, 2nd-moment
 normalisation, `mapping_layers` FC layers with lr multiplier 0.01); the epilogue output is
 projected onto that vector. One call has the semantics of one reference GPU: the minibatch-std
@@ -68,8 +69,11 @@ class DiscriminatorBlock(nn.Module):
       x = x.astype(self.dtype)
     kw = dict(activation='lrelu', conv_clamp=self.conv_clamp)
     if self.in_channels == 0 or self.architecture == 'skip':
-      img = img.astype(self.dtype)
+      # The image path and fromrgb stay float32 in every block: bfloat16 rounding of the diffused
+      # image is larger than the diffusion noise at small t (docs/models.md, reduced precision).
+      img = img.astype(jnp.float32)
       y = Conv2dLayer(self.img_channels, self.tmp_channels, 1, name='fromrgb', **kw)(img)
+      y = y.astype(self.dtype)
       x = x + y if x is not None else y
       img = fir.downsample2d(img, layers.RESAMPLE_FILTER) if self.architecture == 'skip' else None
     conv0 = Conv2dLayer(self.tmp_channels, self.tmp_channels, 3, name='conv0', **kw)
@@ -131,6 +135,7 @@ class Discriminator(nn.Module):
   mbstd_num_channels: int = 1
   mapping_layers: int = 8                 # The reference keeps MappingNetwork's default 8.
   mapping_lr_multiplier: float = 0.01
+  t_conditioning: bool = True             # False: the vanilla stylegan2-ada D (no t input).
   t_embedding: str = 'raw'                # raw (reference) | scaled | sinusoidal.
   t_max: float = 1000.0                   # Divisor of the 'scaled' embedding.
   t_embed_dim: int = 128                  # Width of the 'sinusoidal' embedding.
@@ -160,10 +165,14 @@ class Discriminator(nn.Module):
 
   @property
   def t_dim(self) -> int:
+    if not self.t_conditioning:
+      return 0
     return self.t_embed_dim if self.t_embedding == 'sinusoidal' else 1
 
   @nn.compact
-  def __call__(self, img, c, t):
+  def __call__(self, img, c, t, return_feats: bool = False):
+    """Logits [N, 1]; with `return_feats`, (logits, the 4x4 trunk features [N, 4, 4, C] that enter
+    the epilogue), as InsGen's D (reference `return_feats`)."""
     res = self.img_resolution
     if img.ndim != 4 or img.shape[1:] != (res, res, self.img_channels):
       raise ValueError(f'D: img must be NHWC [N, {res}, {res}, {self.img_channels}], got '
@@ -186,18 +195,25 @@ class Discriminator(nn.Module):
           dtype=self.mixed_precision_dtype if r >= low_res else jnp.float32, name=f'b{r}')
       x, img = block(x, img)
 
-    cmap_dim = self.cmap_dim or channels(4)
-    c_t = jnp.concatenate([c.astype(jnp.float32),
-                           timestep_features(t, self.t_embedding, self.t_max, self.t_embed_dim)],
-                          axis=1)
-    cmap = MappingNetwork(z_dim=0, c_dim=self.c_dim + self.t_dim, w_dim=cmap_dim, num_ws=None,
-                          num_layers=self.mapping_layers, lr_multiplier=self.mapping_lr_multiplier,
-                          w_avg_beta=None, name='mapping')(None, c_t)
-    return DiscriminatorEpilogue(
+    # As the reference: the label and t features go through the projection mapping; with neither
+    # (the vanilla unconditional D) there is no mapping and no projection (cmap_dim = 0).
+    cmap_dim, cmap = 0, None
+    if self.c_dim + self.t_dim > 0:
+      cmap_dim = self.cmap_dim or channels(4)
+      c_t = c.astype(jnp.float32)
+      if self.t_dim:
+        c_t = jnp.concatenate(
+            [c_t, timestep_features(t, self.t_embedding, self.t_max, self.t_embed_dim)], axis=1)
+      cmap = MappingNetwork(z_dim=0, c_dim=self.c_dim + self.t_dim, w_dim=cmap_dim, num_ws=None,
+                            num_layers=self.mapping_layers,
+                            lr_multiplier=self.mapping_lr_multiplier,
+                            w_avg_beta=None, name='mapping')(None, c_t)
+    out = DiscriminatorEpilogue(
         channels(4), cmap_dim, resolution=4, img_channels=self.img_channels,
         architecture=self.architecture, mbstd_group_size=self.mbstd_group_size,
         mbstd_num_channels=self.mbstd_num_channels, conv_clamp=self.conv_clamp, name='b4')(
             x, img, cmap)
+    return (out, x) if return_feats else out
 
 
 def apply_in_sub_batches(discriminator: Discriminator, variables, img, c, t, batch_gpu: int):

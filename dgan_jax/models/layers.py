@@ -31,13 +31,22 @@ def check_channels(x, expected: int, where: str) -> None:
                      f'shape {tuple(x.shape)}. Check img_channels / the channel configuration.')
 
 
+def leaky_relu(x, alpha: float = 0.2):
+  """x if x > 0 else alpha * x; the derivative at exactly 0 is alpha, as torch's leaky_relu and the
+  reference's bias_act kernel (`x > 0 ? x : x * alpha`) have it (jax.nn.leaky_relu gives 1 there).
+
+  The one leaky ReLU of dgan_jax: bias_act and the toy MLPs use it.
+  """
+  return jnp.where(x > 0, x, x * jnp.asarray(alpha, x.dtype))
+
+
 def bias_act(x, b=None, activation: str = 'linear', gain: Optional[float] = None,
              clamp: Optional[float] = None):
   """x + b, activation, times gain (default: the activation's gain), clamp to +-clamp."""
   if b is not None:
     x = x + b.astype(x.dtype)
   if activation == 'lrelu':
-    x = jnp.where(x >= 0, x, x * jnp.asarray(0.2, x.dtype))
+    x = leaky_relu(x, 0.2)
   elif activation == 'relu':
     x = jnp.maximum(x, 0)
   if gain is None:
