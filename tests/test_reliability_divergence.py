@@ -13,9 +13,10 @@ from dgan_jax import checkpoint, diffusion, divergence, errors, steps, train
 
 
 def test_diverging_run_stops_before_saving_a_non_finite_state(tmp_path):
-  """lr = 400: the Adam state overflows at step 7. Logs only at the end, a checkpoint every step:
-  the check before each save must catch it between log steps, and keep-last-3 must not rotate the
-  good checkpoints out. (lr = 1e6 overflows at step 1, before any checkpoint.)"""
+  """lr = 400: the state overflows within a few steps (step 3 on today's toy; 100-300 do not
+  diverge in 40 steps). Logs only at the end, a checkpoint every step: the check before each save
+  must catch it between log steps, and keep-last-3 must keep the good checkpoints just before it.
+  (lr = 1e6 overflows at step 1, before any checkpoint.)"""
   config = rh.toy_config(steps=40, checkpoint_every=1, log_every=1000)
   config.optim.g_lr = config.optim.d_lr = 400.0
   with pytest.raises(errors.DivergenceError, match=r'became NaN or infinite at step') as info:
@@ -25,7 +26,7 @@ def test_diverging_run_stops_before_saving_a_non_finite_state(tmp_path):
   assert 'optim.g_lr=400.0' in message and 'resume_from' in message
   assert re.search(r'(losses/metrics|params|opt_state)', message), message
   kept = rh.step_dirs(tmp_path / 'run')
-  assert len(kept) == 3 and kept[-1] == first - 1, (kept, first)
+  assert first > 1 and kept == list(range(max(1, first - 3), first)), (kept, first)
   # Every kept checkpoint verifies and is finite.
   replicated = jax.sharding.NamedSharding(steps.make_mesh(), jax.sharding.PartitionSpec())
   reference = jax.eval_shape(lambda: train.create_train_state(
@@ -38,8 +39,8 @@ def test_diverging_run_stops_before_saving_a_non_finite_state(tmp_path):
 
 
 def _nets_and_tx(config):
-  from dgan_jax.networks import build_networks
-  return (build_networks(config), *train.make_optimizers(config))
+  from dgan_jax import families
+  return (families.build_networks(config), *train.make_optimizers(config))
 
 
 @pytest.mark.parametrize('field,value', [('optim.g_lr', math.nan), ('optim.d_lr', math.inf),
@@ -88,7 +89,7 @@ def test_tracker_reports_the_first_bad_step_even_after_it_recovers():
 def test_step_metrics_carry_the_finiteness_code():
   config = rh.toy_config()
   mesh, nets, g_tx, d_tx, state = train_helpers.start(config, jax.devices()[:8])
-  step_fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=False)
+  step_fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, steps.Phases())
   state, metrics = step_fn(state, next(train_helpers.global_batches(config, mesh)))
   assert int(metrics[divergence.KEY]) == 0
   poisoned = state.replace(d_params=jax.tree.map(lambda x: x * np.nan, state.d_params))

@@ -157,7 +157,10 @@ def test_command_line_user_errors(tmp_path, args, words):
   assert not (tmp_path / 'run').exists()
 
 
-def test_a_relative_config_path_from_another_folder_names_the_fix(tmp_path):
-  proc = rh.run_cli(['--config=configs/toy25.py:smoke', f'--workdir={tmp_path / "run"}'],
+def test_a_config_path_found_nowhere_names_the_fix(tmp_path):
+  """A relative path that exists neither here nor among the installed configs (main.py looks an
+  unknown path up there first, so configs/toy25.py works from any folder)."""
+  proc = rh.run_cli(['--config=configs/toy52.py:smoke', f'--workdir={tmp_path / "run"}'],
                     cwd=tmp_path)
-  rh.assert_clean_error(proc, 2, 'configs/toy25.py does not exist', str(rh.REPO / 'configs'))
+  rh.assert_clean_error(proc, 2, 'configs/toy52.py does not exist', str(tmp_path))
+  assert not (tmp_path / 'run').exists()
