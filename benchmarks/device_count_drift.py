@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 from configs import toy25  # noqa: E402
 from dgan_jax import steps, train  # noqa: E402
 from dgan_jax.data import device  # noqa: E402
-from dgan_jax.networks import build_networks  # noqa: E402
+from dgan_jax.families import build_networks  # noqa: E402
 
 flags.DEFINE_integer('steps', 500, 'Training steps for the drift table.')
 FLAGS = flags.FLAGS
@@ -69,7 +69,7 @@ def per_sub_and_summed_grads(config, n):
 
 def run(config, n, num_steps, checkpoints):
   mesh, nets, g_tx, d_tx, state = setup(config, n)
-  step_fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, do_r1=False)
+  step_fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, steps.Phases())
   update = steps.make_controller_update(config, mesh)
   data = train.make_data_iterator(config, 0)
   sharding = device.batch_sharding(mesh)

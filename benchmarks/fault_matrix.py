@@ -83,9 +83,9 @@ def error_line(stderr: str) -> str:
 def final_params(workdir: pathlib.Path):
   """G, D and G_ema of the run's latest checkpoint (verified), as numpy arrays."""
   import jax  # pylint: disable=import-outside-toplevel
-  from dgan_jax import checkpoint, run_dir  # pylint: disable=import-outside-toplevel
+  from dgan_jax import checkpoint, families, run_dir  # pylint: disable=import-outside-toplevel
   config = run_dir.load_config(workdir)
-  shapes = run_dir.abstract_state(config, run_dir.build_networks(config))
+  shapes = run_dir.abstract_state(config, families.build_networks(config))
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   state = ckpt.restore(shapes)
   ckpt.close()
