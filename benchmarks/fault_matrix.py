@@ -296,14 +296,14 @@ def case_unwritable(root, baseline):
 
 def case_divergence(root, baseline):
   del baseline
-  run = Run(root, 'divergence', ['--config.optim.g_lr=1e6', '--config.optim.d_lr=1e6',
+  run = Run(root, 'divergence', ['--config.optim.g_lr=400', '--config.optim.d_lr=400',
                                  '--config.train.checkpoint_every_kimg=0.064'])
   proc, seconds = run.run()
   line = error_line(proc.stderr)
   first = int(line.split('at step ')[1].split()[0]) if 'at step ' in line else None
   kept = run.steps()
   ok = proc.returncode == 3 and first is not None and kept and max(kept) < first
-  return ('lr = 1e6 (NaN)', f'exit {proc.returncode}: {line[:70]}',
+  return ('lr = 400 (overflow to NaN)', f'exit {proc.returncode}: {line[:70]}',
           f'checkpoints kept: {kept}, all before step {first}', bool(ok))
 
 
