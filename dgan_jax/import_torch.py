@@ -269,9 +269,10 @@ def transfer_state(path: str | pathlib.Path, config: ml_collections.ConfigDict,
   g_fields = [f for f in reference_config.MODEL_FIELDS if not f.startswith('D.') and f != 'c_dim']
   diffs = reference_config.model_differences(config, template, g_fields)
   if diffs:
-    raise ValueError(f'config.train.resume_from={path}: the pickle\'s generator differs from the '
-                     'config\'s:\n  ' + '\n  '.join(diffs) + '\nUse the config of the preset and '
-                     'resolution the pickle was trained with.')
+    raise errors.UserError(
+        f'config.train.resume_from={path}: the pickle\'s generator differs from the config\'s:\n  '
+        + '\n  '.join(diffs) + '\nUse the config of the preset and resolution the pickle was '
+        'trained with.')
   expected_g = torch_names.to_torch_state_dict(jax.device_get(fresh.g_params),
                                                jax.device_get(fresh.g_buffers), 'G')
   sds = dict(ref.state_dicts)

@@ -92,3 +92,15 @@ def test_generate_and_export_on_a_missing_workdir(tmp_path, module, args):
                     module=module, timeout=120)
   rh.assert_clean_error(proc, 2, 'has no checkpoint')
   assert not missing.exists() and not (tmp_path / 'x.npz').exists()
+
+
+def test_a_refused_transfer_start_is_a_clean_error_and_leaves_no_workdir(tmp_path):
+  """train.resume_from on a family without a pickle format (the toy): a UserError (exit 2 on the
+  command line), raised inside the opened workdir, which the failed start removes again."""
+  pickle = tmp_path / 'network.pkl'
+  pickle.write_bytes(b'not read')
+  config = rh.toy_config(steps=2)
+  config.train.resume_from = str(pickle)
+  with pytest.raises(errors.UserError, match="'toy' family cannot start from a pickle"):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from dgan_jax import diffusion, steps
+from dgan_jax import diffusion, errors, steps
 from dgan_jax.networks import Networks
 from dgan_jax.train_state import TrainState, lazy_adam
 
@@ -79,8 +79,8 @@ class Family:
     """`config.train.resume_from`: a fresh state with networks from a pickle; returns (state,
     notes). Families without a reference pickle format refuse."""
     del fresh
-    raise ValueError(f'config.train.resume_from={path!r}: the {self.name!r} family cannot start '
-                     'from a pickle; leave train.resume_from empty.')
+    raise errors.UserError(f'config.train.resume_from={path!r}: the {self.name!r} family cannot '
+                           'start from a pickle; leave train.resume_from empty.')
 
   def init_extra(self, config: ml_collections.ConfigDict, nets: Networks) -> dict:
     del config, nets
