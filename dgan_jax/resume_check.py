@@ -27,6 +27,8 @@ SAFE = {
     'train.distributed': 'how processes start, not what they compute',
     'train.subs_per_pass': 'memory/speed trade-off with the same result',
     'data.prefetch': 'input prefetch depth only',
+    'model.mixed_precision': 'compute dtype only (parameters and optimizer state stay float32; '
+                             "'auto' already differs by platform)",
     'data.path': 'where the dataset lives (it must hold the same images)',
     'data.shuffle_buffer': 'tfds shuffle buffer: the data order changes from here on',
     'eval.': 'evaluation settings only',
