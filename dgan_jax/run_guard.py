@@ -26,7 +26,9 @@ from dgan_jax import checkpoint, errors, resume_check, run_files, workdir_lock
 
 def saved_run_config(workdir: pathlib.Path) -> tuple[dict | None, int | None]:
   """(config, step) of the newest checkpoint whose config reads; (None, None) without checkpoints."""
-  if not (workdir / 'checkpoints').is_dir():
+  if not _has_checkpoint(workdir):
+    # Not `checkpoints/` alone: process 0 creates it (check_writable) while the others may still be
+    # here, and opening an orbax manager is a multi-host sync all processes must join alike.
     return None, None
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   try:
@@ -78,4 +80,5 @@ def open_run(workdir: str | pathlib.Path, config: ml_collections.ConfigDict):
 
 
 def _has_checkpoint(workdir: pathlib.Path) -> bool:
-  return any(p.name.isdigit() for p in (workdir / 'checkpoints').glob('*'))
+  directory = workdir / 'checkpoints'
+  return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
