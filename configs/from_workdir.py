@@ -23,11 +23,27 @@ def _workdir_from_argv(argv) -> str | None:
 MISSING = 'missing_run_config'
 
 
+def _read(path: pathlib.Path):
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError):
+    return None
+
+
 def get_config(arg=None):
   """The saved config, or a one-field placeholder naming the missing file (absl parses this default
-  when the flag is defined, also when --config is given, so it must not raise; main() reports it)."""
+  when the flag is defined, also when --config is given, so it must not raise; main() reports it).
+
+  A missing or damaged config.json falls back to the config saved inside the newest checkpoint.
+  """
   workdir = arg or _workdir_from_argv(sys.argv)
   path = pathlib.Path(workdir or '.') / 'config.json'
-  if not workdir or not path.exists():
+  saved = _read(path) if workdir else None
+  if workdir and not isinstance(saved, dict):
+    steps = sorted((p for p in (path.parent / 'checkpoints').glob('*') if p.name.isdigit()),
+                   key=lambda p: int(p.name), reverse=True)
+    saved = next((c for c in (_read(s / 'config' / 'metadata') for s in steps)
+                  if isinstance(c, dict)), None)
+  if not isinstance(saved, dict):
     return ml_collections.ConfigDict({MISSING: str(path)})
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  return ml_collections.ConfigDict(saved)

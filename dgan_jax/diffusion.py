@@ -277,7 +277,9 @@ def update(state: DiffusionState, cfg: ml_collections.ConfigDict, batch_size: in
   """
   r_d = running_r_d(state)
   den = ticks_per_unit(cfg)
-  direction = jnp.where(state.sign_count > 0, jnp.sign(r_d - cfg.target), 0.0).astype(jnp.int32)
+  # A NaN/inf statistic (diverged D) must not move p: sign(NaN) cast to int32 is garbage.
+  direction = jnp.where((state.sign_count > 0) & jnp.isfinite(r_d), jnp.sign(r_d - cfg.target),
+                        0.0).astype(jnp.int32)
   ticks = state.p_ticks
   if cfg.adaptive:
     ticks = jnp.clip(ticks + direction * (batch_size * cfg.ada_interval), 0, den)

@@ -7,7 +7,6 @@ fid50k_full protocol), real images in dataset order without x-flips.
 """
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import time
@@ -18,7 +17,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dgan_jax import steps
+from dgan_jax import errors, run_files, steps
 from dgan_jax.networks import Networks
 
 
@@ -37,7 +36,7 @@ def parse_domain_nets(spec: str) -> dict:
   for item in filter(None, (s.strip() for s in spec.split(','))):
     name, sep, path = item.partition('=')
     if not sep or ':' not in path:
-      raise ValueError(f'config.eval.domain_nets entry {item!r} must look like name=pkg.module:factory.')
+      raise errors.UserError(f'config.eval.domain_nets entry {item!r} must look like name=pkg.module:factory.')
     nets[name.strip()] = path.strip()
   return nets
 
@@ -129,8 +128,8 @@ def training_evaluator(config: ml_collections.ConfigDict, nets: Networks, label_
 def write_results(workdir: pathlib.Path, step: int, kimg: float, results: dict, writer) -> None:
   """One JSON line per evaluation in `metrics.jsonl` (as the reference's metric-*.jsonl)."""
   writer.write_scalars(step, {f'metrics/{k}': v for k, v in results.items()})
-  with open(workdir / 'metrics.jsonl', 'a') as f:
-    f.write(json.dumps({'step': step, 'kimg': kimg, 'time': time.time(), 'results': results}) + '\n')
+  run_files.append_jsonl(workdir / 'metrics.jsonl',   # A kill can only cut the last line.
+                         {'step': step, 'kimg': kimg, 'time': time.time(), 'results': results})
   logging.info('Metrics at step %d: %s', step, results)
   print(f'metrics at kimg {kimg:.1f}: ' + ', '.join(f'{k} {v:.4g}' for k, v in results.items()),
         flush=True)

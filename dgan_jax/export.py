@@ -17,7 +17,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from dgan_jax import families, run_dir
+from dgan_jax import errors, families, run_dir
 from dgan_jax.interop import reference_config
 from dgan_jax.models import torch_names
 
@@ -40,7 +40,7 @@ def import_torch_or_explain(purpose: str):
 def state_dicts(config: ml_collections.ConfigDict, state, with_d: bool = True) -> dict:
   """{'G', 'G_ema'[, 'D']}: reference state dicts of float32 numpy arrays, in reference order."""
   if families.family_name(config) != 'stylegan2':
-    raise ValueError(f'Only StyleGAN2 runs export to the reference format here (model.family='
+    raise errors.UserError(f'Only StyleGAN2 runs export to the reference format here (model.family='
                      f'{families.family_name(config)!r}).')
   buffers = jax_to_numpy(state.g_buffers)
   out = {'G': torch_names.to_torch_state_dict(jax_to_numpy(state.g_params), buffers, 'G')}
@@ -99,7 +99,7 @@ def to_torch(data: dict) -> dict:
 def write(data: dict, out: str | pathlib.Path, fmt: str = 'torch') -> pathlib.Path:
   """Writes a bundle as a torch file (`torch.save`) or an npz archive; returns the path."""
   if fmt not in FORMATS:
-    raise ValueError(f'--format={fmt!r} is unknown; use one of {FORMATS}.')
+    raise errors.UserError(f'--format={fmt!r} is unknown; use one of {FORMATS}.')
   out = pathlib.Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   if fmt == 'torch':
@@ -140,4 +140,5 @@ if __name__ == '__main__':
   flags.DEFINE_bool('with_d', True, 'Also export the discriminator.')
   flags.mark_flags_as_required(['workdir', 'out'])
   FLAGS = flags.FLAGS
-  app.run(main)
+  from dgan_jax import cli  # pylint: disable=import-outside-toplevel
+  app.run(errors.run_cli(main), flags_parser=cli.parse_flags)

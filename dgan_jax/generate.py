@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from dgan_jax import families, grids, run_dir
+from dgan_jax import errors, families, grids, run_dir
 
 NOISE_MODES = ('const', 'random', 'none')
 
@@ -32,11 +32,11 @@ def parse_seeds(text: str) -> list[int]:
     bounds = part.strip().split('-')
     if len(bounds) > 2 or not all(b.strip().isdigit() for b in bounds) or (
         len(bounds) == 2 and int(bounds[1]) < int(bounds[0])):
-      raise ValueError(f'--seeds={text!r}: expected comma-separated seeds or ranges like '
+      raise errors.UserError(f'--seeds={text!r}: expected comma-separated seeds or ranges like '
                        '"0-63" or "1,5,10-12".')
     seeds.extend(range(int(bounds[0]), int(bounds[-1]) + 1))
   if any(s < 0 or s >= 2**32 for s in seeds):
-    raise ValueError(f'--seeds={text!r}: seeds must be in [0, 2**32) (numpy RandomState).')
+    raise errors.UserError(f'--seeds={text!r}: seeds must be in [0, 2**32) (numpy RandomState).')
   return seeds
 
 
@@ -50,11 +50,11 @@ def class_labels(n: int, c_dim: int, class_idx: int | None) -> np.ndarray:
   """[n, c_dim] one-hot labels for a conditional model (checks class_idx against c_dim)."""
   if c_dim == 0:
     if class_idx is not None:
-      raise ValueError(f'--class_idx={class_idx} was given, but the model is unconditional; '
+      raise errors.UserError(f'--class_idx={class_idx} was given, but the model is unconditional; '
                        'drop --class_idx.')
     return np.zeros((n, 0), np.float32)
   if class_idx is None or not 0 <= class_idx < c_dim:
-    raise ValueError(f'The model is conditional with {c_dim} classes: pass --class_idx in '
+    raise errors.UserError(f'The model is conditional with {c_dim} classes: pass --class_idx in '
                      f'[0, {c_dim - 1}] (got {class_idx}).')
   labels = np.zeros((n, c_dim), np.float32)
   labels[:, class_idx] = 1
@@ -71,7 +71,7 @@ class ImageMaker:
   def __init__(self, nets, state, trunc: float = 1.0, noise_mode: str = 'const',
                chunk: int = 16):
     if noise_mode not in NOISE_MODES:
-      raise ValueError(f'--noise_mode={noise_mode!r} is unknown; use one of {NOISE_MODES}.')
+      raise errors.UserError(f'--noise_mode={noise_mode!r} is unknown; use one of {NOISE_MODES}.')
     self.chunk = chunk
     self.variables = {'params': state.g_ema_params, 'buffers': state.g_buffers}
     G = nets.G
@@ -137,12 +137,12 @@ def run(workdir, seeds='0-63', trunc: float = 1.0, noise_mode: str = 'const',
   """
   seeds = parse_seeds(seeds) if isinstance(seeds, str) else list(seeds)
   if not seeds:
-    raise ValueError('--seeds selects no seed.')
+    raise errors.UserError('--seeds selects no seed.')
   if noise_mode not in NOISE_MODES:
-    raise ValueError(f'--noise_mode={noise_mode!r} is unknown; use one of {NOISE_MODES}.')
+    raise errors.UserError(f'--noise_mode={noise_mode!r} is unknown; use one of {NOISE_MODES}.')
   saved = run_dir.load_config(workdir, step, expected=config)
   if families.family_name(saved) != 'stylegan2':
-    raise ValueError(f'{workdir} is a {families.family_name(saved)!r} run; generate needs an image '
+    raise errors.UserError(f'{workdir} is a {families.family_name(saved)!r} run; generate needs an image '
                      'run.')
   if config is not None:
     config = ml_collections.ConfigDict(config.to_dict())

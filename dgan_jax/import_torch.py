@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dgan_jax import diffusion, run_dir
+from dgan_jax import diffusion, errors, run_dir
 from dgan_jax.interop import reference_config, torch_pickle
 from dgan_jax.models import presets, torch_names
 from dgan_jax.families import build_networks
@@ -69,12 +69,12 @@ def read_pickle(path: str | pathlib.Path) -> ReferencePickle:
   """Reads a reference pickle without executing it."""
   data = torch_pickle.load(path)
   if not isinstance(data, dict):
-    raise ValueError(f'{path} holds a {type(data).__name__}, not the reference\'s dict of '
+    raise errors.UserError(f'{path} holds a {type(data).__name__}, not the reference\'s dict of '
                      'networks (G, D, G_ema, ...).')
   nets = {k: data[k] for k in ('G', 'D', 'G_ema')
           if isinstance(data.get(k), torch_pickle.PersistentObject)}
   if 'G_ema' not in nets and 'G' not in nets:
-    raise ValueError(f'{path} has no G_ema or G network (keys: {sorted(data)}); pass a '
+    raise errors.UserError(f'{path} has no G_ema or G network (keys: {sorted(data)}); pass a '
                      'network-snapshot.pkl or a stylegan2-ada network pickle.')
   progress = {}
   for key, value in (data.get('progress') or {}).items():
@@ -98,11 +98,11 @@ def config_for_pickle(ref: ReferencePickle, config: ml_collections.ConfigDict | 
   g_name = 'G_ema' if 'G_ema' in ref.init_kwargs else 'G'
   g_kwargs = ref.init_kwargs[g_name]
   if 'img_resolution' not in g_kwargs:
-    raise ValueError(f'The pickle\'s {g_name} has no constructor kwargs (_init_kwargs); only '
+    raise errors.UserError(f'The pickle\'s {g_name} has no constructor kwargs (_init_kwargs); only '
                      'networks saved by the reference code (persistent classes) can be imported.')
   d_kwargs = ref.init_kwargs.get('D') if init_d == 'pickle' else None
   if init_d == 'pickle' and d_kwargs is None:
-    raise ValueError('The pickle has no discriminator D; import with --init_d=fresh to start D '
+    raise errors.UserError('The pickle has no discriminator D; import with --init_d=fresh to start D '
                      'from a fresh initialization.')
   if config is None:
     derived = preset_config(g_kwargs, d_kwargs)
@@ -124,7 +124,7 @@ def config_for_pickle(ref: ReferencePickle, config: ml_collections.ConfigDict | 
         f for f in reference_config.MODEL_FIELDS if not f.startswith('D.')]
     diffs = reference_config.model_differences(config, derived, fields)
     if diffs:
-      raise ValueError(
+      raise errors.UserError(
           'The pickle\'s networks differ from the given --config (a checkpoint of another preset '
           'or resolution?):\n  ' + '\n  '.join(diffs) +
           '\nPass the config the pickle was trained with, or omit --config to derive one.')
@@ -181,7 +181,7 @@ def _check_state_dict(name: str, got: dict, expected: dict) -> None:
   if problems:
     hint = (' A stylegan2-ada D is not t-conditioned: import with --init_d=fresh.'
             if name == 'D' else ' The pickle is incomplete or not a reference network pickle.')
-    raise ValueError(f'The pickle\'s {name} does not match its dgan_jax equivalent: '
+    raise errors.UserError(f'The pickle\'s {name} does not match its dgan_jax equivalent: '
                      + '; '.join(problems) + '.' + hint)
 
 
@@ -229,7 +229,7 @@ def build_state(ref: ReferencePickle, config: ml_collections.ConfigDict,
   g_tx, d_tx = make_optimizers(config)
   nimg = int(ref.progress.get('cur_nimg') or 0)
   if nimg >= 2**31:
-    raise ValueError(f'cur_nimg={nimg} does not fit the int32 image counter.')
+    raise errors.UserError(f'cur_nimg={nimg} does not fit the int32 image counter.')
   step = nimg // config.train.batch_size
   num_pools = config.train.batch_size // config.train.batch_gpu
   ctrl = diffusion.init_state(ctrl_key, config.diffusion, num_pools)
@@ -269,9 +269,10 @@ def transfer_state(path: str | pathlib.Path, config: ml_collections.ConfigDict,
   g_fields = [f for f in reference_config.MODEL_FIELDS if not f.startswith('D.') and f != 'c_dim']
   diffs = reference_config.model_differences(config, template, g_fields)
   if diffs:
-    raise ValueError(f'config.train.resume_from={path}: the pickle\'s generator differs from the '
-                     'config\'s:\n  ' + '\n  '.join(diffs) + '\nUse the config of the preset and '
-                     'resolution the pickle was trained with.')
+    raise errors.UserError(
+        f'config.train.resume_from={path}: the pickle\'s generator differs from the config\'s:\n  '
+        + '\n  '.join(diffs) + '\nUse the config of the preset and resolution the pickle was '
+        'trained with.')
   expected_g = torch_names.to_torch_state_dict(jax.device_get(fresh.g_params),
                                                jax.device_get(fresh.g_buffers), 'G')
   sds = dict(ref.state_dicts)
@@ -295,7 +296,7 @@ def transfer_state(path: str | pathlib.Path, config: ml_collections.ConfigDict,
 def restore_level(ctrl: diffusion.DiffusionState, p: float, cfg) -> diffusion.DiffusionState:
   """The controller at level p (the reference's progress['cur_p']): exact ticks, T, fresh t_epl."""
   if not 0.0 <= p <= 1.0:
-    raise ValueError(f"progress['cur_p']={p} is outside [0, 1].")
+    raise errors.UserError(f"progress['cur_p']={p} is outside [0, 1].")
   ticks = jnp.asarray(diffusion.level_ticks(p, cfg), jnp.int32)
   T = diffusion.ticks_to_T(ticks, cfg)
   key, sub = jax.random.split(ctrl.key)
@@ -308,10 +309,10 @@ def import_pickle(pkl: str | pathlib.Path, out: str | pathlib.Path,
                   init_d: str = 'pickle') -> pathlib.Path:
   """Reads `pkl` and writes the dgan_jax run directory `out`; returns it."""
   if init_d not in D_INIT:
-    raise ValueError(f'--init_d={init_d!r} is unknown; use one of {D_INIT}.')
+    raise errors.UserError(f'--init_d={init_d!r} is unknown; use one of {D_INIT}.')
   out = pathlib.Path(out)
   if (out / 'checkpoints').exists() and any((out / 'checkpoints').iterdir()):
-    raise FileExistsError(f'{out} already holds checkpoints; choose a new --out directory.')
+    raise errors.OutputExistsError(f'{out} already holds checkpoints; choose a new --out directory.')
   ref = read_pickle(pkl)
   config = config_for_pickle(ref, config, init_d)
   state, step = build_state(ref, config, init_d)
@@ -336,4 +337,5 @@ if __name__ == '__main__':
   flags.DEFINE_enum('init_d', 'pickle', D_INIT, 'pickle: the pickle\'s D; fresh: a new D.')
   flags.mark_flags_as_required(['pkl', 'out'])
   FLAGS = flags.FLAGS
-  app.run(main)
+  from dgan_jax import cli  # pylint: disable=import-outside-toplevel
+  app.run(errors.run_cli(main), flags_parser=cli.parse_flags)

@@ -4,6 +4,11 @@ Modes: `train` (default; resumes automatically from the workdir's latest checkpo
 (config.eval.metrics of the latest checkpoint), `generate` (images by seed, dgan_jax/generate.py).
 Without --config the run's saved `<workdir>/config.json` is used (configs/from_workdir.py).
 Config overrides: `--config.diffusion.target=0.7`; variants: `--config=configs/cifar10.py:smoke`.
+
+Exit codes (docs/reliability.md): 0 done or stopped cleanly (SIGTERM / Ctrl-C: checkpoint saved),
+2 bad input (one `error:` line with the fix), 3 training diverged, 4 storage (cannot write a
+checkpoint, none verifies), 130 interrupted before training or by a second Ctrl-C; a traceback
+means a bug.
 """
 import logging as pylogging
 import os
@@ -16,7 +21,7 @@ from absl import app, flags, logging  # noqa: E402
 import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from dgan_jax import train  # noqa: E402
+from dgan_jax import checkpoint, cli, errors, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -43,10 +48,16 @@ def resolve_config_arg(argv: list[str]) -> list[str]:
   return out
 
 
-config_flags.DEFINE_config_file('config', str(configs_dir() / 'from_workdir.py'),
-                                'Experiment config file (default: the run\'s saved config.json); '
-                                'a name like configs/cifar10.py:small also works from outside the '
-                                'checkout.', lock_config=True)
+try:
+  config_flags.DEFINE_config_file('config', str(configs_dir() / 'from_workdir.py'),
+                                  'Experiment config file (default: the run\'s saved config.json); '
+                                  'a name like configs/cifar10.py:small also works from outside the '
+                                  'checkout.', lock_config=True)
+except (AttributeError, KeyError) as e:   # --config.x=... overrides on a missing saved config
+  if __name__ != '__main__':
+    raise
+  cli.usage_error(f'--config.* overrides need a config: no --config was given and the workdir has '
+                  f'no saved config.json ({e}). Pass --config=configs/<experiment>.py.')
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and outputs.')
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'generate'], 'train (resumes from the '
                   'workdir), eval (config.eval.metrics of the latest checkpoint) or generate.')
@@ -64,8 +75,18 @@ flags.mark_flags_as_required(['workdir'])
 
 
 def _quiet_orbax(record) -> bool:
-  """Keeps orbax's per-save INFO chatter out of the progress log (warnings still show)."""
-  return 'orbax' not in record.pathname or record.levelno >= pylogging.WARNING
+  """Keeps orbax's per-save INFO chatter out of the progress log (warnings still show), and the
+  error tracebacks of its writer threads and their asyncio tasks to one line each (a failed save
+  is reported once, clearly, by checkpoint.py)."""
+  if record.name == 'asyncio' and record.levelno >= pylogging.ERROR:
+    record.exc_info, record.exc_text = None, None
+  if 'orbax' not in record.pathname:
+    return True
+  if record.levelno >= pylogging.ERROR:
+    record.exc_info, record.exc_text = None, None
+  if 'read only' in str(record.msg):   # Readers open checkpoints read-only on purpose.
+    return False
+  return record.levelno >= pylogging.WARNING
 
 
 def main(argv):
@@ -73,10 +94,12 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   for handler in pylogging.getLogger().handlers:
     handler.addFilter(_quiet_orbax)
+  checkpoint.quiet_failed_save_aftermath()
   config = FLAGS.config
   if 'missing_run_config' in config:
-    raise app.UsageError(f'No --config given and no saved run config at {config.missing_run_config}: '
-                         'pass --config=configs/<experiment>.py (e.g. configs/cifar10.py).')
+    raise errors.MissingInputError(
+        f'No --config given and no saved run config at {config.missing_run_config}: pass '
+        '--config=configs/<experiment>.py (e.g. configs/cifar10.py), or the --workdir of a run.')
   if not config.train.get('verbose_logs', False):
     logging.set_verbosity(logging.WARNING)   # One progress line per interval; details: verbose_logs.
   if config.train.distributed:
@@ -97,4 +120,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, argv=resolve_config_arg(sys.argv))
+  app.run(errors.run_cli(main), argv=resolve_config_arg(sys.argv), flags_parser=cli.parse_flags)

@@ -6,13 +6,12 @@ write is exactly what `train.train_and_evaluate` reads and writes.
 """
 from __future__ import annotations
 
-import json
 import pathlib
 
 import jax
 import ml_collections
 
-from dgan_jax import checkpoint, families
+from dgan_jax import checkpoint, errors, families, run_files
 from dgan_jax.interop import reference_config
 from dgan_jax.networks import Networks
 from dgan_jax.train_state import TrainState
@@ -26,10 +25,10 @@ def load_config(workdir: str | pathlib.Path, step: int | None = None,
   ValueError listing the differing fields: the checkpoint comes from another preset or variant.
   """
   workdir = pathlib.Path(workdir)
-  ckpt = checkpoint.Checkpointer(workdir)
+  ckpt = checkpoint.Checkpointer(workdir, read_only=True)   # Creates nothing in a missing workdir.
   try:
     if ckpt.latest_step() is None:
-      raise FileNotFoundError(
+      raise errors.MissingInputError(
           f'{workdir} has no checkpoint under {ckpt.directory}; pass the --workdir of a dgan_jax '
           'run (or create one from a reference pickle with python -m dgan_jax.import_torch).')
     saved = ckpt.restore_config(step)
@@ -39,7 +38,9 @@ def load_config(workdir: str | pathlib.Path, step: int | None = None,
     path = workdir / 'config.json'
     if not path.exists():
       raise
-    saved = json.loads(path.read_text())
+    saved = run_files.read_json(path)
+    if saved is None:   # Damaged (moved aside): report the checkpoint's own error.
+      raise
   finally:
     ckpt.close()
   config = ml_collections.ConfigDict(_lists_to_tuples(saved))
@@ -49,7 +50,7 @@ def load_config(workdir: str | pathlib.Path, step: int | None = None,
       expected.model.c_dim = config.model.c_dim   # Training reads the label count from the data.
     diffs = reference_config.model_differences(config, expected)
     if diffs:
-      raise ValueError(
+      raise errors.UserError(
           f'The checkpoint in {workdir} was trained with other networks than the given --config '
           '(another preset or variant):\n  ' + '\n  '.join(diffs) +
           '\nDrop --config to use the run\'s own config, or point --workdir at a run of this config.')
@@ -79,12 +80,12 @@ def restore_state(workdir: str | pathlib.Path, config: ml_collections.ConfigDict
                   step: int | None = None) -> tuple[Networks, TrainState]:
   """(networks, full train state) of a run's checkpoint `step` (latest if None), on one device."""
   nets = families.get(config).build_networks(config)
-  ckpt = checkpoint.Checkpointer(workdir)
+  ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   try:
     try:
       state = ckpt.restore(abstract_state(config, nets), step)
     except (ValueError, KeyError, TypeError) as e:
-      raise ValueError(
+      raise errors.UserError(
           f'The checkpoint in {workdir} does not fit the networks of the config used to read it '
           f'(another preset or variant, or an edited config?): {e}') from e
   finally:
@@ -97,7 +98,7 @@ def write_run(workdir: str | pathlib.Path, config: ml_collections.ConfigDict, st
   """Writes `config.json` and a checkpoint at `step`, as the training loop does; returns workdir."""
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / 'config.json').write_text(config.to_json(indent=2))
+  run_files.write_atomic(workdir / 'config.json', config.to_json(indent=2))
   ckpt = checkpoint.Checkpointer(workdir)
   ckpt.save(step, state, config, force=True)
   ckpt.close()

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dgan_jax import diffusion
+from dgan_jax import diffusion, divergence
 from dgan_jax.augment import state as augment_state
 from dgan_jax.networks import Networks
 from dgan_jax.train_state import TrainState
@@ -374,6 +374,7 @@ def make_train_step(config: ml_collections.ConfigDict, nets: Networks, mesh: jax
     state = state.replace(g_ema_params=g_ema, step=state.step + 1,
                           images_seen=state.images_seen + batch_size)
     metrics['ema_beta'] = beta
+    metrics[divergence.KEY] = divergence.nonfinite_code(metrics, state)   # [reliability] in-graph
     return state, metrics
 
   sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))

@@ -6,9 +6,7 @@ if `<workdir>/checkpoints` holds a checkpoint, training continues from it with t
 """
 from __future__ import annotations
 
-import json
 import pathlib
-import signal
 import time
 
 import jax
@@ -20,6 +18,7 @@ from clu import metric_writers, periodic_actions
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dgan_jax import checkpoint, config_checks, evaluation, families, plots, steps
+from dgan_jax import divergence, errors, interrupts, run_files, run_guard  # [reliability]
 from dgan_jax.data.device import prefetch_to_mesh
 from dgan_jax.networks import Networks
 from dgan_jax.train_state import TrainState
@@ -81,21 +80,6 @@ def setup_config(config: ml_collections.ConfigDict, num_devices: int):
 # The loop.
 
 
-class _StopFlag:
-  """Set by SIGTERM (preemption): the loop saves a checkpoint and returns."""
-
-  def __init__(self):
-    self.set = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.set = True
-
-  def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_after_steps: int | None = None) -> TrainState:
   """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final state.
@@ -105,11 +89,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # --- Setup -------------------------------------------------------------------------------------
   mesh = steps.make_mesh()
   family = setup_config(config, mesh.size)
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  # [reliability] lock, resume-config check, writable checkpoints, atomic config.json; see run_guard.
+  with run_guard.open_run(workdir, config) as workdir:
+    return _train_in_workdir(config, family, workdir, mesh, stop_after_steps)
+
+
+def _train_in_workdir(config: ml_collections.ConfigDict, family, workdir: pathlib.Path, mesh,
+                      stop_after_steps: int | None) -> TrainState:
+  """The body of `train_and_evaluate` once the workdir is open (locked, config checked)."""
   is_main = jax.process_index() == 0
-  if is_main:
-    (workdir / 'config.json').write_text(config.to_json(indent=2))
   writer = make_writer(workdir, config, is_main)
   nets = family.build_networks(config)
   g_tx, d_tx = family.make_optimizers(config)
@@ -119,10 +107,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   # --- State: fresh or restored ------------------------------------------------------------------
   init = jax.jit(lambda: family.init_state(config, nets, g_tx, d_tx), out_shardings=replicated)
-  ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  health = divergence.Tracker(divergence.hint_for(config, workdir))   # [reliability]
+  ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints, guard=health)
   if ckpt.latest_step() is not None:
     abstract = checkpoint.abstract_like(jax.eval_shape(init), replicated)
-    state = ckpt.restore(abstract)
+    state, _ = ckpt.restore_latest_good(abstract)   # [reliability] verified; skips damaged ones
     logging.info('Resumed from %s at step %d.', ckpt.directory, int(state.step))
     if is_main:
       print(f'Resumed from {ckpt.directory} at step {int(state.step)}.', flush=True)
@@ -139,7 +128,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   start = int(state.step)
   num_steps = total_steps(config)
   if start > num_steps:
-    raise ValueError(
+    raise errors.UserError(
         f'The run in {workdir} is at step {start} ({int(state.images_seen) / 1000:g} kimg), past '
         f'train.total_kimg={config.train.total_kimg:g} ({num_steps} steps): nothing to train. Set '
         f'--config.train.total_kimg above {int(state.images_seen) / 1000:g} to continue.')
@@ -152,7 +141,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   update_controller = steps.make_controller_update(config, mesh) if ada_every else None
   ckpt_every = kimg_to_steps(config, config.train.checkpoint_every_kimg)
   eval_every = kimg_to_steps(config, config.eval.every_kimg)
-  best = BestCheckpoint(workdir, evaluator) if evaluator else None
+  best = BestCheckpoint(workdir, evaluator, guard=health) if evaluator else None
 
   # --- Loop ----------------------------------------------------------------------------------------
   data = prefetch_to_mesh(family.data_iterator(config, start), mesh,
@@ -164,7 +153,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                            every_steps=config.train.log_every_steps)
   history = [h for h in _load_history(workdir) if h['step'] <= start]
-  stop = _StopFlag()
+  stop = interrupts.StopFlag()   # [reliability] SIGTERM and Ctrl-C
   t0, step = time.time(), start
   clock = _SteadyClock(start)
   try:
@@ -173,10 +162,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       state, metrics = train_step(step, state, batch)
       step += 1
       clock.tick(step, state)
+      health.observe(metrics, step)   # [reliability] no host sync
       if ada_every and step % ada_every == 0:
         state = update_controller(state)
       if step % config.train.log_every_steps == 0 or step == end:
         images_per_sec = (step - start) * config.train.batch_size / (time.time() - t0)
+        health.check(step, state, metrics)   # [reliability] raises DivergenceError
         row = _log(writer, step, state, metrics, config, images_per_sec)
         history.append(row)
         if is_main:
@@ -193,9 +184,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     logging.info('Trained steps %d..%d in %.1fs.', start, step, time.time() - t0)
     if ckpt.latest_step() != step:
       ckpt.save(step, state, config, force=True)
-    ckpt.close()
   finally:
     stop.restore()
+    ckpt.close()   # [reliability] also on errors: the good save in flight completes
   if is_main:
     _save_history(workdir, history)
   writer.flush()
@@ -221,11 +212,10 @@ class BestCheckpoint:
   `best.json` records the best value and step, so a resumed run keeps comparing against it.
   """
 
-  def __init__(self, workdir: pathlib.Path, evaluator):
+  def __init__(self, workdir: pathlib.Path, evaluator, guard=None):
     self.workdir, self.evaluator = workdir, evaluator
-    self.ckpt = checkpoint.Checkpointer(workdir, keep=1, subdir='best')
-    path = workdir / 'best.json'
-    self.best = json.loads(path.read_text())['value'] if path.exists() else None
+    self.ckpt = checkpoint.Checkpointer(workdir, keep=1, subdir='best', guard=guard)
+    self.best = (run_files.read_json(workdir / 'best.json') or {}).get('value')   # [reliability]
 
   def evaluate(self, state, step: int, config, writer) -> dict:
     results = self.evaluator(state)
@@ -238,8 +228,9 @@ class BestCheckpoint:
       self.ckpt.save(step, state, config, force=True)
       self.ckpt.wait()
       if jax.process_index() == 0:
-        (self.workdir / 'best.json').write_text(json.dumps(
-            {'metric': self.evaluator.primary, 'value': value, 'step': step, 'kimg': kimg}))
+        run_files.write_json(self.workdir / 'best.json',   # [reliability] atomic
+                             {'metric': self.evaluator.primary, 'value': value, 'step': step,
+                              'kimg': kimg})
     return results
 
   def close(self):
@@ -304,12 +295,11 @@ def _print_progress(row: dict, step: int, num_steps: int, clock: _SteadyClock, c
 
 
 def _load_history(workdir: pathlib.Path) -> list:
-  path = workdir / 'diffusion_history.json'
-  return json.loads(path.read_text()) if path.exists() else []
+  return run_files.read_json(workdir / 'diffusion_history.json', default=[])   # [reliability]
 
 
 def _save_history(workdir: pathlib.Path, history: list) -> None:
-  (workdir / 'diffusion_history.json').write_text(json.dumps(history))
+  run_files.write_json(workdir / 'diffusion_history.json', history)   # [reliability] atomic
 
 
 def evaluate_run(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict:
@@ -318,16 +308,16 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, step: int | No
   mesh = steps.make_mesh()
   family = setup_config(config, mesh.size)
   if not config.eval.metrics:
-    raise ValueError('--mode=eval needs metrics: --config.eval.metrics=fid50k_full,...')
+    raise errors.UserError('--mode=eval needs metrics: --config.eval.metrics=fid50k_full,...')
   workdir = pathlib.Path(workdir)
   if not any((workdir / 'checkpoints').glob('[0-9]*')):
-    raise FileNotFoundError(f'No checkpoint under {workdir / "checkpoints"}; train first or check '
-                            '--workdir.')
+    raise errors.MissingInputError(f'No checkpoint under {workdir / "checkpoints"}; train first or '
+                                   'check --workdir.')
   from dgan_jax import run_dir
   if step is not None and not (workdir / 'checkpoints' / str(step)).is_dir():
     steps_there = sorted(int(p.name) for p in (workdir / 'checkpoints').glob('[0-9]*'))
-    raise FileNotFoundError(f'No checkpoint at step {step} under {workdir / "checkpoints"}; '
-                            f'the run has steps {steps_there}.')
+    raise errors.MissingInputError(f'No checkpoint at step {step} under {workdir / "checkpoints"}; '
+                                   f'the run has steps {steps_there}.')
   nets, state = run_dir.restore_state(workdir, config, step)
   evaluator = evaluation.Evaluator(config, nets, family.label_distribution(config))
   results = evaluator(state)

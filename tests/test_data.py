@@ -298,8 +298,9 @@ def test_streaming_reports_corrupt_file(tmp_path, monkeypatch):
       'a.png': good[0], 'b.png': good[1], 'c.png': good[2][:30]})
   monkeypatch.setattr(pipeline, 'IN_MEMORY_LIMIT_BYTES', 0)
   iterator = pipeline.make_train_iterator(data_config(path), 3, seed=0)
-  with pytest.raises(DatasetError, match='c.zip:c.png'):
-    next(iterator)
+  batch = next(iterator)   # Streamed: skipped and reported (issue 14.11), not a crash on every restart.
+  assert batch['image'].shape[0] == 3
+  assert list(iterator.skipped) == ['c.png'] and 'c.zip:c.png' in iterator.skipped['c.png']
   iterator.close()
 
 

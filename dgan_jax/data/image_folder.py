@@ -21,10 +21,12 @@ from typing import Optional, Sequence
 import numpy as np
 import PIL.Image
 
+from dgan_jax import errors
+
 LABELS_FILE = 'dataset.json'
 
 
-class DatasetError(ValueError):
+class DatasetError(errors.UserError):
   """A dataset that cannot be used as given; the message names the file and the fix."""
 
 

@@ -20,6 +20,7 @@ from typing import Dict, Iterator
 import ml_collections
 import numpy as np
 
+from dgan_jax import errors
 from dgan_jax.data import folder_batches
 from dgan_jax.data import image_folder
 from dgan_jax.data import schedule
@@ -51,18 +52,18 @@ def import_tensorflow():
 def validate_data_config(data_config) -> None:
   """Raises ValueError, naming the field and the fix, for a config the pipeline cannot use."""
   if data_config.source not in SOURCES:
-    raise ValueError(f'config.data.source={data_config.source!r} is not an image dataset source; '
+    raise errors.UserError(f'config.data.source={data_config.source!r} is not an image dataset source; '
                      f'use one of {SOURCES} (toy25 data comes from the toy experiment).')
   if data_config.source == 'zip' and not data_config.path:
-    raise ValueError("config.data.source='zip' needs --config.data.path=<folder or .zip> "
+    raise errors.UserError("config.data.source='zip' needs --config.data.path=<folder or .zip> "
                      '(e.g. ../shared/data/cifar10/train.zip).')
   if data_config.source == 'tfds' and not data_config.name:
-    raise ValueError("config.data.source='tfds' needs --config.data.name (e.g. cifar10, stl10, "
+    raise errors.UserError("config.data.source='tfds' needs --config.data.name (e.g. cifar10, stl10, "
                      'celeb_a, lsun/church_outdoor).')
   if data_config.max_images is not None and data_config.max_images < 0:
-    raise ValueError(f'config.data.max_images={data_config.max_images} must be >= 0 (0 = all).')
+    raise errors.UserError(f'config.data.max_images={data_config.max_images} must be >= 0 (0 = all).')
   if data_config.prefetch < 0 or data_config.shuffle_buffer < 0:
-    raise ValueError('config.data.prefetch and config.data.shuffle_buffer must be >= 0.')
+    raise errors.UserError('config.data.prefetch and config.data.shuffle_buffer must be >= 0.')
 
 
 def open_image_folder(data_config, seed: int = 0) -> image_folder.ImageFolder:

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from dgan_jax import diffusion, steps
+from dgan_jax import diffusion, errors, steps
 from dgan_jax.networks import Networks
 from dgan_jax.train_state import TrainState, lazy_adam
 
@@ -79,8 +79,8 @@ class Family:
     """`config.train.resume_from`: a fresh state with networks from a pickle; returns (state,
     notes). Families without a reference pickle format refuse."""
     del fresh
-    raise ValueError(f'config.train.resume_from={path!r}: the {self.name!r} family cannot start '
-                     'from a pickle; leave train.resume_from empty.')
+    raise errors.UserError(f'config.train.resume_from={path!r}: the {self.name!r} family cannot '
+                           'start from a pickle; leave train.resume_from empty.')
 
   def init_extra(self, config: ml_collections.ConfigDict, nets: Networks) -> dict:
     del config, nets
@@ -120,14 +120,9 @@ class ImageFamily(Family):
     """Checks the dataset against the config (before compiling) and takes its label count."""
     from dgan_jax.data import pipeline
     resolve_data_source(config)
+    from dgan_jax import config_checks   # (config_checks imports the families)
     info = pipeline.dataset_info(config.data)
-    if info.resolution != config.data.resolution or info.channels != config.data.channels:
-      raise ValueError(
-          f'The dataset has {info.resolution}x{info.resolution}x{info.channels} images but the '
-          f'config says data.resolution={config.data.resolution}, data.channels='
-          f'{config.data.channels}; set --config.data.resolution={info.resolution} '
-          f'--config.data.channels={info.channels} (and a preset that fits), or use a dataset of '
-          'that size.')
+    config_checks.check_dataset(config, info)   # shape, and at least one batch of images
     config.model.c_dim = info.c_dim if config.data.use_labels else 0
 
   def data_iterator(self, config: ml_collections.ConfigDict, start_step: int):
@@ -161,3 +156,13 @@ def resolve_data_source(config: ml_collections.ConfigDict) -> None:
   """`data.source='auto'`: the folder/zip at `data.path` when one is given, else tfds `data.name`."""
   if config.data.source == 'auto':
     config.data.source = 'zip' if config.data.path else 'tfds'
+
+
+def size_problems(section: ml_collections.ConfigDict, fields, prefix: str, minimum: int = 1
+                  ) -> list[str]:
+  """Problems for the network sizes `fields` of `section` that are not integers >= `minimum` (a
+  width of 0 builds nothing useful and fails deep in flax); absent fields are skipped."""
+  return [f'{prefix}{field}={section[field]!r} must be an integer >= {minimum}.'
+          for field in fields if field in section and (
+              not isinstance(section[field], int) or isinstance(section[field], bool)
+              or section[field] < minimum)]

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from dgan_jax import steps
+from dgan_jax import errors, steps
 from dgan_jax.families.stylegan2 import StyleGAN2Family
 from dgan_jax.models import contrastive
 from dgan_jax.models.generator import channels_per_resolution
@@ -81,7 +81,7 @@ class InsGenFamily(StyleGAN2Family):
       from dgan_jax.data import pipeline
       size = default_queue_size(pipeline.dataset_info(config.data).num_images, config.data.xflip)
       if size < 1:
-        raise ValueError(f'The dataset is too small for the default InsGen queue (5% of it is '
+        raise errors.UserError(f'The dataset is too small for the default InsGen queue (5% of it is '
                          f'{size}); set --config.insgen.real_queue_size and fake_queue_size.')
       config.insgen.real_queue_size = config.insgen.real_queue_size or size
       config.insgen.fake_queue_size = config.insgen.fake_queue_size or size

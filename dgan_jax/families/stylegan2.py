@@ -9,8 +9,12 @@ import jax
 import ml_collections
 import optax
 
-from dgan_jax.families.base import ImageFamily
+from dgan_jax.families.base import ImageFamily, size_problems
 from dgan_jax.networks import Networks
+
+# Network sizes that must be positive integers.
+_G_SIZES = ('z_dim', 'w_dim', 'channel_base', 'channel_max', 'mapping_layers')
+_D_SIZES = ('channel_base', 'channel_max', 'mapping_layers')
 
 
 class StyleGAN2Family(ImageFamily):
@@ -20,10 +24,12 @@ class StyleGAN2Family(ImageFamily):
     if 'G' not in config.model or 'D' not in config.model:
       return ['config.model has no G/D settings: start from configs/base.get_image_config or call '
               'dgan_jax.models.presets.apply_preset(config, name).']
+    m = config.model
+    problems = size_problems(m.G, _G_SIZES, 'model.G.') + size_problems(m.D, _D_SIZES, 'model.D.')
     freeze = config.train.get('freeze_d', 0)
     if not isinstance(freeze, int) or freeze < 0:
-      return [f'train.freeze_d={freeze!r} must be an integer >= 0 (D layers to freeze).']
-    return []
+      problems.append(f'train.freeze_d={freeze!r} must be an integer >= 0 (D layers to freeze).')
+    return problems
 
   def make_optimizers(self, config: ml_collections.ConfigDict):
     """The default Adam pair; with `train.freeze_d = N`, D's first N layers get zero updates

@@ -1,7 +1,6 @@
 """The 25-Gaussians toy as a model family: 2-D MLPs, synthetic data, mode-coverage report."""
 from __future__ import annotations
 
-import json
 import pathlib
 
 import jax
@@ -10,8 +9,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dgan_jax import toy
-from dgan_jax.families.base import Family
+from dgan_jax import run_files, toy
+from dgan_jax.families.base import Family, size_problems
 from dgan_jax.networks import Networks
 
 T_EMBEDDINGS = ('scaled', 'sinusoidal')
@@ -21,10 +20,14 @@ class ToyFamily(Family):
   name = 'toy'
 
   def check(self, config: ml_collections.ConfigDict) -> list[str]:
-    kind = config.model.get('t_embedding', 'scaled')
+    m = config.model
+    problems = size_problems(m, ('width', 'z_dim'), 'model.') + size_problems(
+        m, ('depth',), 'model.', minimum=0)
+    kind = m.get('t_embedding', 'scaled')
     if kind not in T_EMBEDDINGS:
-      return [f'model.t_embedding={kind!r} is unknown for the toy; use one of {T_EMBEDDINGS}.']
-    return []
+      problems.append(f'model.t_embedding={kind!r} is unknown for the toy; use one of '
+                      f'{T_EMBEDDINGS}.')
+    return problems
 
   def build_networks(self, config: ml_collections.ConfigDict) -> Networks:
     m = config.model
@@ -61,7 +64,7 @@ class ToyFamily(Family):
     results = {'modes_covered': cov['modes_covered'],
                'high_quality_fraction': cov['high_quality_fraction'],
                'final_T': int(state.diffusion.T), 'final_p': float(state.diffusion.p)}
-    (workdir / 'results.json').write_text(json.dumps(results, indent=2))
+    run_files.write_json(workdir / 'results.json', results, indent=2)   # atomic
     writer.write_scalars(int(state.step), {
         'eval/modes_covered': results['modes_covered'],
         'eval/high_quality_fraction': results['high_quality_fraction']})

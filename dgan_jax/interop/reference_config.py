@@ -10,6 +10,8 @@ from typing import Any, Mapping
 
 import ml_collections
 
+from dgan_jax import errors
+
 # Reference defaults for kwargs a pickle may leave out (training/networks.py signatures).
 _G_MAPPING_DEFAULTS = dict(num_layers=8, lr_multiplier=0.01, w_avg_beta=0.995)
 _G_SYNTHESIS_DEFAULTS = dict(channel_base=32768, channel_max=512, num_fp16_res=0,
@@ -50,7 +52,7 @@ def discriminator_kwargs(config: ml_collections.ConfigDict) -> dict:
   a run without diffusion: t_dim=0, which is stylegan2-ada's discriminator)."""
   m, d = config.model, config.model.D
   if d.t_embedding != 'raw':
-    raise ValueError(
+    raise errors.UserError(
         f'config.model.D.t_embedding={d.t_embedding!r}: the reference discriminator only takes '
         "the raw integer t (t_embedding='raw'), so this D has no reference equivalent; export "
         'without it (--with_d=false).')
@@ -119,7 +121,7 @@ def model_from_kwargs(config: ml_collections.ConfigDict, g_kwargs: Mapping,
   if float(d_map['lr_multiplier']) != 0.01:
     problems.append(f"D mapping lr_multiplier={d_map['lr_multiplier']} (dgan_jax uses 0.01)")
   if problems:
-    raise ValueError('The pickle\'s discriminator cannot be represented in dgan_jax: '
+    raise errors.UserError('The pickle\'s discriminator cannot be represented in dgan_jax: '
                      + '; '.join(problems) + '. Import G only (--init_d=fresh).')
   m.D.architecture = str(d['architecture'])
   m.D.channel_base = int(d['channel_base'])

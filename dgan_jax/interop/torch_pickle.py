@@ -20,7 +20,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from dgan_jax import errors
+
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+MAX_TENSOR_ELEMENTS = 2**31   # Far above any network parameter; stops a crafted size from eating RAM.
 _STORAGE_DTYPES = {
     'FloatStorage': np.float32, 'DoubleStorage': np.float64, 'HalfStorage': np.float16,
     'LongStorage': np.int64, 'IntStorage': np.int32, 'ShortStorage': np.int16,
@@ -28,6 +31,10 @@ _STORAGE_DTYPES = {
     'float32': np.float32, 'float64': np.float64, 'float16': np.float16, 'int64': np.int64,
     'int32': np.int32, 'int16': np.int16, 'int8': np.int8, 'uint8': np.uint8, 'bool': np.bool_,
 }
+
+
+class BadPickleError(errors.UserError, pickle.UnpicklingError):
+  """The file is not a reference network pickle dgan_jax can read safely (message says why)."""
 
 
 @dataclasses.dataclass
@@ -54,7 +61,7 @@ class PersistentObject:
       if isinstance(child, PersistentObject):
         out.update(child.state_dict(f'{prefix}{name}.'))
       elif child is not None:
-        raise pickle.UnpicklingError(f'{prefix}{name} is not a reference network module.')
+        raise BadPickleError(f'{prefix}{name} is not a reference network module.')
     return out
 
 
@@ -90,7 +97,7 @@ REFERENCE_MODULES = {key: _module_placeholder(*key) for key in (
 def _reconstruct_persistent_obj(meta):
   meta = dict(meta)
   if meta.get('type') != 'class' or not isinstance(meta.get('state'), dict):
-    raise pickle.UnpicklingError(f'Unknown persistent object: type={meta.get("type")!r}.')
+    raise BadPickleError(f'Unknown persistent object: type={meta.get("type")!r}.')
   return PersistentObject(class_name=str(meta.get('class_name')), state=dict(meta['state']))
 
 
@@ -121,15 +128,46 @@ class _StorageType:
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
-  """torch._utils._rebuild_tensor(_v2): a strided view of a storage, copied into a numpy array."""
+  """torch._utils._rebuild_tensor(_v2): a strided view of a storage, copied into a numpy array.
+
+  Offset, sizes and strides are checked against the storage first: a view reaching outside it
+  would read foreign memory (a crash, or silently wrong weights).
+  """
   del unused  # requires_grad, backward_hooks, metadata
-  storage = np.asarray(storage)
+  if not isinstance(storage, np.ndarray) or storage.ndim != 1:
+    raise BadPickleError(f'A tensor is built on a {type(storage).__name__}, not a tensor storage.')
+  size, stride = _int_tuple(size, 'size'), _int_tuple(stride, 'stride')
+  offset = _int_tuple((storage_offset,), 'storage offset')[0]
+  if len(size) != len(stride):
+    raise BadPickleError(f'A tensor has size {size} but stride {stride} (different lengths).')
+  numel = int(np.prod(size, dtype=np.int64)) if size else 1
+  if numel > MAX_TENSOR_ELEMENTS:
+    raise BadPickleError(f'A tensor of size {size} has {numel} elements, more than a network '
+                         'parameter can have; the pickle is damaged or not a network pickle.')
+  last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if numel else offset - 1
+  if last >= len(storage) or offset > len(storage):
+    raise BadPickleError(
+        f'A tensor (size {size}, stride {stride}, offset {offset}) reaches element {last} of a '
+        f'storage of {len(storage)} elements; the pickle is damaged or was crafted.')
   if not size:
-    return storage[storage_offset].copy()
+    return storage[offset].copy()
   item = storage.itemsize
-  view = np.lib.stride_tricks.as_strided(storage[storage_offset:], shape=tuple(size),
+  view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size,
                                          strides=tuple(s * item for s in stride), writeable=False)
   return np.array(view, copy=True)
+
+
+def _int_tuple(values, what: str) -> tuple:
+  """A tuple of non-negative Python ints, or BadPickleError."""
+  try:
+    out = tuple(values)
+  except TypeError:
+    out = None
+  if out is None or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                            and v >= 0 for v in out):
+    raise BadPickleError(f'A tensor has an invalid {what} {values!r} (non-negative integers '
+                         'expected).')
+  return tuple(int(v) for v in out)
 
 
 def _rebuild_parameter(data, *unused):
@@ -142,7 +180,7 @@ def _reconstructor(cls, base, state):
   if isinstance(cls, type) and issubclass(cls, ReferenceModule) and base is object:
     return cls.__new__(cls)
   if cls is not EasyDict or base not in (dict, object):
-    raise pickle.UnpicklingError(f'Refusing to rebuild {cls!r} from {base!r}.')
+    raise BadPickleError(f'Refusing to rebuild {cls!r} from {base!r}.')
   return EasyDict(state or {})
 
 
@@ -156,10 +194,10 @@ class _LegacyStorageUnpickler(pickle.Unpickler):
 
   def persistent_load(self, pid):
     if not (isinstance(pid, tuple) and pid and pid[0] == 'storage'):
-      raise pickle.UnpicklingError(f'Unsupported persistent id {pid!r} in a tensor storage.')
+      raise BadPickleError(f'Unsupported persistent id {pid!r} in a tensor storage.')
     _, storage_type, key, _location, numel, *view = pid
     if not isinstance(storage_type, _StorageType):
-      raise pickle.UnpicklingError(f'Unsupported storage type {storage_type!r}.')
+      raise BadPickleError(f'Unsupported storage type {storage_type!r}.')
     return ('storage', str(key), storage_type.dtype, int(numel), view[0] if view else None)
 
 
@@ -168,29 +206,33 @@ def _load_from_bytes(data: bytes) -> np.ndarray:
   f = io.BytesIO(data)
   header = _LegacyStorageUnpickler(f)
   if header.load() != _LEGACY_MAGIC:
-    raise pickle.UnpicklingError('A tensor storage is not in torch\'s legacy save format.')
+    raise BadPickleError('A tensor storage is not in torch\'s legacy save format.')
   header.load()                                   # protocol version
   sys_info = header.load()
   if isinstance(sys_info, dict) and not sys_info.get('little_endian', True):
-    raise pickle.UnpicklingError('Big-endian tensor storages are not supported.')
+    raise BadPickleError('Big-endian tensor storages are not supported.')
   record = _LegacyStorageUnpickler(f).load()
   keys = _LegacyStorageUnpickler(f).load()
   if not (isinstance(record, tuple) and record[0] == 'storage'):
-    raise pickle.UnpicklingError('A tensor storage record holds something else than a storage.')
+    raise BadPickleError('A tensor storage record holds something else than a storage.')
   storages = {}
   for key in keys:
     (numel,) = struct.unpack('<q', f.read(8))
     dtype = np.dtype(record[2]) if str(key) == record[1] else None
     if dtype is None:
-      raise pickle.UnpicklingError('A tensor storage holds more than one storage.')
+      raise BadPickleError('A tensor storage holds more than one storage.')
     raw = f.read(numel * dtype.itemsize)
     if len(raw) != numel * dtype.itemsize:
-      raise pickle.UnpicklingError('A tensor storage is truncated.')
+      raise BadPickleError('A tensor storage is truncated.')
     storages[str(key)] = np.frombuffer(raw, dtype=dtype)
   storage = storages[record[1]]
   view = record[4]
   if view is not None:                            # (view key, offset, size) of old pickles
     _, offset, size = view
+    offset, size = _int_tuple((offset, size), 'storage view')
+    if offset + size > len(storage):
+      raise BadPickleError(f'A storage view [{offset}, {offset + size}) lies outside its storage '
+                           f'of {len(storage)} elements.')
     storage = storage[offset:offset + size]
   return storage
 
@@ -198,7 +240,7 @@ def _load_from_bytes(data: bytes) -> np.ndarray:
 def _latin1_encode(text, encoding='latin1'):
   """_codecs.encode as protocol-2 pickles use it for bytes objects (str -> latin-1 bytes only)."""
   if not isinstance(text, str) or encoding not in ('latin1', 'latin-1'):
-    raise pickle.UnpicklingError(f'Refusing _codecs.encode with encoding {encoding!r}.')
+    raise BadPickleError(f'Refusing _codecs.encode with encoding {encoding!r}.')
   return text.encode('latin-1')
 
 
@@ -250,7 +292,7 @@ def _find_safe_class(module: str, name: str):
     return REFERENCE_MODULES[(module, name)]
   factory = _SAFE_GLOBALS.get((module, name))
   if factory is None:
-    raise pickle.UnpicklingError(
+    raise BadPickleError(
         f'The pickle needs {module}.{name}, which dgan_jax does not load: it reads reference '
         'network pickles as data and never runs code from them. Load the pickle with the '
         'reference code and save its networks\' state dicts, or report the pickle\'s origin.')
@@ -264,15 +306,35 @@ class ReferenceUnpickler(pickle.Unpickler):
     return _find_safe_class(module, name)
 
   def persistent_load(self, pid):
-    raise pickle.UnpicklingError(
+    raise BadPickleError(
         'This file uses persistent ids (a torch.save zip archive?); dgan_jax.import_torch reads '
         'network pickles written with pickle.dump (network-snapshot.pkl, stylegan2-ada *.pkl).')
 
 
 def load(file: BinaryIO | str) -> Any:
   """Unpickles a reference pickle (path or binary file) into dicts, numpy arrays and
-  PersistentObjects."""
+  PersistentObjects. A file that is not such a pickle raises BadPickleError (a UserError)."""
   if isinstance(file, (str, bytes)) or hasattr(file, '__fspath__'):
-    with open(file, 'rb') as f:
-      return ReferenceUnpickler(f).load()
-  return ReferenceUnpickler(file).load()
+    try:
+      f = open(file, 'rb')
+    except FileNotFoundError as e:
+      raise errors.MissingInputError(f'{file} does not exist; pass the path of a reference '
+                                     'network pickle (e.g. network-snapshot-*.pkl).') from e
+    with f:
+      return _load(f, file)
+  return _load(file, getattr(file, 'name', 'the pickle'))
+
+
+def _load(f: BinaryIO, name) -> Any:
+  try:
+    return ReferenceUnpickler(f).load()
+  except BadPickleError:
+    raise
+  except EOFError as e:
+    raise BadPickleError(f'{name} is empty or cut short ({e or "no data"}); pass a complete '
+                         'reference network pickle.') from e
+  except (pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+          struct.error, UnicodeDecodeError, MemoryError, RecursionError) as e:
+    raise BadPickleError(f'{name} is not a readable network pickle ({type(e).__name__}: {e}); '
+                         'pass a network-snapshot-*.pkl of the reference or a stylegan2-ada '
+                         'network pickle.') from e

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dgan_jax import errors
 from dgan_jax.metrics import weights as weights_io
 
 ROLE = 'clf'
@@ -103,9 +104,9 @@ def load(path: str | os.PathLike | None = None) -> tuple[Classifier, dict, dict]
   path = find(path)
   tree = weights_io.load_npz(path)
   if META_KEY not in tree:
-    raise ValueError(f'{path} has no {META_KEY} entry: it was not written by '
-                     'dgan_jax.metrics.train_classifier. Re-create it with\n  '
-                     + TRAIN_COMMAND.format(out=path))
+    raise errors.UserError(f'{path} has no {META_KEY} entry: it was not written by '
+                           'dgan_jax.metrics.train_classifier. Re-create it with\n  '
+                           + TRAIN_COMMAND.format(out=path))
   meta = json.loads(str(tree.pop(META_KEY)))
   net = Classifier(**architecture(meta))
   arch = meta['architecture']
@@ -133,8 +134,8 @@ def feature_net(path: str | os.PathLike | None = None):
 
   def apply(variables, images):
     if images.shape[1:] != (resolution, resolution, channels):
-      raise ValueError(f'the classifier was trained on {resolution}x{resolution}x{channels} '
-                       f'images, got {images.shape[1:]}; train one on this dataset with '
-                       + TRAIN_COMMAND.format(out='...'))
+      raise errors.UserError(f'the classifier was trained on {resolution}x{resolution}x{channels} '
+                             f'images, got {images.shape[1:]}; train one on this dataset with '
+                             + TRAIN_COMMAND.format(out='...'))
     return net.apply(variables, images)
   return FeatureNet(f'{ROLE}-{fingerprint(variables)}', apply, variables)

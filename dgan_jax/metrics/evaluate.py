@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dgan_jax import errors
 from dgan_jax.metrics import formulas
 from dgan_jax.metrics import stats_cache
 from dgan_jax.metrics.extract import FeatureExtractor, FeatureNet, generated_batches
@@ -62,22 +63,22 @@ def parse_metric(name: str) -> MetricSpec:
   """'fid50k_full' -> MetricSpec(kind='fid', num_gen=50000, max_real=None, net='inception')."""
   m = _NAME_RE.match(name.strip())
   if not m:
-    raise ValueError(f'unknown metric {name!r}: expected e.g. {", ".join(REGISTERED[:4])} or the '
-                     'pattern fid|kid{N}k[_full], pr{N}k{K}[_full], is{N}k, optional -<net>, '
-                     'or fd{N}k[_full]-<net> (e.g. fd10k-clf).')
+    raise errors.UserError(f'unknown metric {name!r}: expected e.g. {", ".join(REGISTERED[:4])} or the '
+                           'pattern fid|kid{N}k[_full], pr{N}k{K}[_full], is{N}k, optional -<net>, '
+                           'or fd{N}k[_full]-<net> (e.g. fd10k-clf).')
   kind, n = m['kind'], int(m['n']) * 1000
   if kind == 'fd':
     if m['net'] in (None, 'inception'):
-      raise ValueError(f'{name}: fd (Frechet distance) names a non-Inception feature network, '
-                       f'e.g. fd{m["n"]}k-clf; on Inception features it is the FID, '
-                       f'fid{m["n"]}k{m["full"] or ""}.')
+      raise errors.UserError(f'{name}: fd (Frechet distance) names a non-Inception feature network, '
+                           f'e.g. fd{m["n"]}k-clf; on Inception features it is the FID, '
+                           f'fid{m["n"]}k{m["full"] or ""}.')
     kind = 'fid'
   if n == 0:
-    raise ValueError(f'{name}: the generated-image count must be positive')
+    raise errors.UserError(f'{name}: the generated-image count must be positive')
   if (kind == 'pr') != (m['k'] is not None):
-    raise ValueError(f'{name}: only precision/recall takes a neighbourhood size (pr50k3_full)')
+    raise errors.UserError(f'{name}: only precision/recall takes a neighbourhood size (pr50k3_full)')
   if kind == 'is' and m['full']:
-    raise ValueError(f'{name}: the Inception Score uses no real images; write is{m["n"]}k')
+    raise errors.UserError(f'{name}: the Inception Score uses no real images; write is{m["n"]}k')
   if kind == 'is':
     max_real = 0
   elif m['full']:
@@ -194,7 +195,7 @@ def evaluate(metric_names: str | Iterable[str],
     metric_names = [n for n in metric_names.split(',') if n.strip()]
   specs = [parse_metric(n) for n in metric_names]
   if not specs:
-    raise ValueError('no metrics requested (e.g. "fid50k_full")')
+    raise errors.UserError('no metrics requested (e.g. "fid50k_full")')
   _check_nets(specs, feature_nets, resolution, channels)
 
   real = _real_statistics(specs, real_images, feature_nets, dataset_id, resolution, cache_dir,
@@ -256,7 +257,7 @@ def _real_statistics(specs, real_images, feature_nets, dataset_id, resolution, c
   if not missing:
     return found
   if real_images is None:
-    raise ValueError(f'real images are needed for {missing} (not in cache_dir={cache_dir})')
+    raise errors.UserError(f'real images are needed for {missing} (not in cache_dir={cache_dir})')
   roles = sorted({role for _, role, _ in missing})
   consumers = {}
   for need in missing:
@@ -330,7 +331,7 @@ def feature_net_from_import_path(spec: str) -> FeatureNet:
   import importlib  # pylint: disable=import-outside-toplevel
   module_name, sep, attr = spec.partition(':')
   if not sep or not module_name or not attr:
-    raise ValueError(f'domain feature network {spec!r}: expected "package.module:factory"')
+    raise errors.UserError(f'domain feature network {spec!r}: expected "package.module:factory"')
   net = getattr(importlib.import_module(module_name), attr)()
   if not isinstance(net, FeatureNet):
     raise TypeError(f'{spec} returned {type(net).__name__}; it must return '
@@ -361,5 +362,5 @@ def feature_nets_for(metric_names: str | Iterable[str], inception_path=None, vgg
     elif role == classifier.ROLE:
       nets[role] = classifier.feature_net(clf_path)
     else:
-      raise ValueError(f'no feature network named {role!r}: pass it in domain_nets')
+      raise errors.UserError(f'no feature network named {role!r}: pass it in domain_nets')
   return nets

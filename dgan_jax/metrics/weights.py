@@ -11,6 +11,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from dgan_jax import errors
+
 ENV_DIR = 'DGAN_JAX_METRICS_DIR'
 
 
@@ -23,7 +25,7 @@ def missing_weights_error(what: str, names: Iterable[str], urls: Iterable[str],
                           doc: str = 'docs/metrics.md') -> FileNotFoundError:
   """A FileNotFoundError that names the files we look for, where to put them and where to get them."""
   names = list(names)
-  return FileNotFoundError(
+  return errors.MissingInputError(
       f'{what} weights not found. Put one of {names} into {weights_dir()} (or set ${ENV_DIR}, or '
       f'pass the file path explicitly). Download: ' + ' or '.join(urls) +
       '. Converting a .pth/.pt needs torch once (pip install "dgan_jax[torch]"); the converted '
@@ -37,8 +39,8 @@ def find_weights(path: str | os.PathLike | None, names: Iterable[str], what: str
   if path is not None:
     path = pathlib.Path(path).expanduser()
     if not path.exists():
-      raise FileNotFoundError(f'{what} weights file {path} does not exist. '
-                              + str(missing_weights_error(what, names, urls, doc)))
+      raise errors.MissingInputError(f'{what} weights file {path} does not exist. '
+                                      + str(missing_weights_error(what, names, urls, doc)))
     return path
   for name in names:
     candidate = weights_dir() / name
@@ -141,7 +143,7 @@ def read_torch_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if isinstance(state, Mapping) and 'state_dict' in state:
       state = state['state_dict']
   if not isinstance(state, Mapping):
-    raise ValueError(f'{path} holds a {type(state).__name__}, expected a state dict of tensors.')
+    raise errors.UserError(f'{path} holds a {type(state).__name__}, expected a state dict of tensors.')
   return {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, 'detach')}
 
 
@@ -155,6 +157,6 @@ def check_against_template(variables: Mapping[str, Any], template: Mapping[str, 
   bad = sorted(f'{k}: {got[k].shape} != {want[k]}' for k in set(got) & set(want)
                if tuple(got[k].shape) != tuple(want[k]))
   if missing or extra or bad:
-    raise ValueError(f'{source} does not match the network: missing {missing[:8]}'
+    raise errors.UserError(f'{source} does not match the network: missing {missing[:8]}'
                      f'{" ..." if len(missing) > 8 else ""}, unexpected {extra[:8]}, '
                      f'shape mismatches {bad[:8]}.')

@@ -6,6 +6,8 @@ EMA, length, path-length/style-mixing settings) for `config.data.resolution`.
 """
 import ml_collections
 
+from dgan_jax import errors
+
 # ref_gpus, kimg, mb (global batch), mbstd, fmaps, lrate, gamma, ema (kimg), ramp, map (G depth).
 # -1 entries of 'auto' are derived from the resolution and the GPU count (see _auto_spec).
 PRESETS = {
@@ -43,7 +45,7 @@ def _auto_spec(resolution: int, num_gpus: int) -> dict:
 def preset_spec(name: str, resolution: int, num_gpus: int = 1) -> dict:
   """The resolved preset row (reference semantics); num_gpus only matters for 'auto'."""
   if name not in PRESETS:
-    raise ValueError(f'Unknown preset {name!r}; use one of {sorted(PRESETS)}.')
+    raise errors.UserError(f'Unknown preset {name!r}; use one of {sorted(PRESETS)}.')
   if name == 'auto':
     if num_gpus < 1:
       raise ValueError(f'num_gpus must be >= 1, got {num_gpus}.')
