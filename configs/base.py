@@ -73,7 +73,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.augment = get_augment_config()
 
   config.model = ml_collections.ConfigDict()  # Filled by the experiment config.
-  config.model.family = 'stylegan2'  # toy | stylegan2 (dgan_jax/families): networks, losses, phases.
+  config.model.family = 'stylegan2'  # toy | stylegan2 | insgen | projected (dgan_jax/families): networks, losses, phases.
   config.model.allow_tf32 = False    # False: float32 matmuls/convs at 'highest' precision on GPUs
                                      # (the reference's --allow-tf32 default); True: TF32 / bf16 passes.
 

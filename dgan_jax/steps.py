@@ -165,9 +165,13 @@ class SubBatches:
   def merge(old, stacked):
     """Average per-sub-batch state updates over sub-batches and devices (w_avg, BatchNorm running
     statistics, spectral-norm vectors); untouched leaves stay bit-identical. w_avg's update is
-    linear in the batch mean, so this equals the global-batch update."""
-    return jax.tree.map(
-        lambda o, s: o + jax.lax.pmean(jnp.mean(s - o[None], axis=0), AXIS), old, stacked)
+    linear in the batch mean, so this equals the global-batch update. Integer leaves (BatchNorm's
+    num_batches_tracked) keep their dtype (rounded), so the next step's input types are the same
+    and the step does not compile twice."""
+    def merge_leaf(o, s):
+      new = o + jax.lax.pmean(jnp.mean(s - o[None], axis=0), AXIS)
+      return jnp.round(new).astype(o.dtype) if jnp.issubdtype(o.dtype, jnp.integer) else new
+    return jax.tree.map(merge_leaf, old, stacked)
 
 
 def label_sampler(c_dim: int, label_dist=None):

@@ -15,6 +15,7 @@ FAMILIES = {
     'toy': 'dgan_jax.families.toy',
     'stylegan2': 'dgan_jax.families.stylegan2',
     'insgen': 'dgan_jax.families.insgen',
+    'projected': 'dgan_jax.families.projected',
 }
 # Configs saved before families existed name an experiment instead.
 _LEGACY_EXPERIMENTS = {'toy': 'toy', 'image': 'stylegan2'}

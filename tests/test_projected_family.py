@@ -1,0 +1,149 @@
+"""The projected family (Diffusion-ProjectedGAN) in the training loop: its configs, its checks, a
+run of the loop at a tiny width (feature-level diffusion, hinge loss, BatchNorm and spectral-norm
+buffers, the frozen backbone), the controller moving T on feature maps; slow: 1 vs 8 devices and
+exact resume."""
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from configs import cifar10_projected, lsun_bedroom256_projected, lsun_church256_projected
+from configs import stl10_projected
+import data_helpers
+import train_helpers
+from dgan_jax import config_checks, diffusion, errors, families, run_dir, steps, train
+
+
+@pytest.fixture(scope='module')
+def tiny_zip(tmp_path_factory):
+  path = tmp_path_factory.mktemp('data') / 'rand32.zip'
+  return data_helpers.write_dataset(path, data_helpers.random_images(32, 32))
+
+
+def tiny_config(path, variant='smoke', devices=8):
+  config = cifar10_projected.get_config(variant)
+  config.data.path = str(path)
+  config.diffusion.initial_p = 0.5      # 32 of 64 t_epl entries diffuse from the first step
+  train.setup_config(config, devices)
+  return config
+
+
+def test_configs_follow_the_reference():
+  config = cifar10_projected.get_config()
+  assert config.model.family == 'projected' and config.model.projected.cfg == 'fastgan'
+  assert (config.diffusion.target, stl10_projected.get_config().diffusion.target,
+          lsun_church256_projected.get_config().diffusion.target,
+          lsun_bedroom256_projected.get_config().diffusion.target) == (0.45, 0.6, 0.2, 0.2)
+  assert (config.loss.kind, config.loss.r1_gamma, config.loss.pl_weight) == ('hinge', 0.0, 0.0)
+  assert (config.optim.g_lr, config.optim.b1, config.optim.b2) == (0.0002, 0.0, 0.99)
+  assert (config.train.batch_size, config.train.ema_kimg) == (64, 20.0)
+  assert config.augment.kind == 'diffaug' and config.diffusion.t_per_channel
+  assert (config.diffusion.t_min, config.diffusion.t_max, config.diffusion.noise_std) == (5, 500, 0.5)
+  sg2 = cifar10_projected.get_config('stylegan2')
+  assert sg2.model.projected.cfg == 'stylegan2' and sg2.optim.g_lr == 0.0025
+  assert cifar10_projected.get_config('projected').diffusion.enabled is False
+  assert cifar10_projected.get_config('small').model.projected.backbone == 'random'
+  with pytest.raises(ValueError, match='variant'):
+    cifar10_projected.get_config('lite,stylegan2')
+
+
+def test_optimizers_rescale_d_only():
+  """The reference's D_reg_interval 16 rescales D's Adam (lr x 16/17) although D has no
+  regularizer; G has no interval. One Adam step from zero state moves a parameter by lr."""
+  config = cifar10_projected.get_config()
+  g_tx, d_tx = families.get(config).make_optimizers(config)
+  params = {'w': np.ones(3, np.float32)}
+  grads = {'w': np.full(3, 0.5, np.float32)}
+  g_step = g_tx.update(grads, g_tx.init(params), params)[0]['w']
+  d_step = d_tx.update(grads, d_tx.init(params), params)[0]['w']
+  np.testing.assert_allclose(-g_step, 0.0002, rtol=1e-4)
+  np.testing.assert_allclose(-d_step, 0.0002 * 16 / 17, rtol=1e-4)
+
+
+def test_bad_settings_fail_before_compiling(tiny_zip, tmp_path):
+  config = cifar10_projected.get_config('smoke')
+  config.loss.r1_gamma = 1.0
+  config.model.projected.d_pos = 'middle'
+  with pytest.raises(ValueError) as e:
+    config_checks.validate(config, 8)
+  assert 'r1_gamma' in str(e.value) and 'd_pos' in str(e.value)
+  config = cifar10_projected.get_config()        # pretrained backbone, no weight file here
+  config.data.path = str(tiny_zip)
+  config.train.batch_size = config.train.batch_gpu = 8
+  config.model.projected.backbone_path = str(tmp_path / 'missing.pth')
+  with pytest.raises(errors.MissingInputError, match='(?s)missing.pth.*backbone=random'):
+    train.setup_config(config, 1)
+
+
+def _leaves(tree):
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def _moved(a, b):
+  return max(float(np.abs(x - y).max()) for x, y in zip(_leaves(a), _leaves(b)))
+
+
+def test_training_loop_at_a_tiny_width(tiny_zip, tmp_path):
+  """Two steps of the loop on 8 devices (one compile), a checkpoint after each: finite hinge
+  losses, G, D and their BatchNorm / spectral-norm buffers trained, the frozen backbone and mixers
+  untouched, integer BatchNorm counters, the controller moved by the real patch logits' signs
+  (r_d < target: p down twice), the projected t_epl rule, a sample grid."""
+  config = tiny_config(tiny_zip)
+  config.train.total_steps = 2
+  train.train_and_evaluate(config, str(tmp_path))
+  saved = run_dir.load_config(tmp_path)
+  first = run_dir.restore_state(tmp_path, saved, 1)[1]
+  state = run_dir.restore_state(tmp_path, saved, 2)[1]
+  assert _moved(first.g_params, state.g_params) > 0 and _moved(first.d_params, state.d_params) > 0
+  for name in ('batch_stats', 'spectral'):
+    assert _moved(first.g_buffers[name], state.g_buffers[name]) > 0, name
+    assert _moved(first.d_buffers[name], state.d_buffers[name]) > 0, name
+  assert _moved(first.d_buffers['frozen'], state.d_buffers['frozen']) == 0
+  counts = [np.asarray(x) for x in jax.tree.leaves(state.d_buffers['batch_stats'])
+            if np.asarray(x).dtype.kind == 'i']
+  assert counts and {int(x) for x in counts} == {2 * 3}   # 2 steps x 3 D calls (G, fake, real)
+  step = config.train.batch_size * config.diffusion.ada_interval / (config.diffusion.ada_kimg * 1000)
+  history = json.loads((tmp_path / 'diffusion_history.json').read_text())
+  assert [row['step'] for row in history] == [1, 2]
+  assert all(abs(row['r_d']) > 0 and row['r_d'] < config.diffusion.target for row in history)
+  np.testing.assert_allclose(float(state.diffusion.p), 0.5 - 2 * step, atol=1e-6)
+  start = diffusion.init_state(jax.random.key(0), config.diffusion, 8)
+  assert int(state.diffusion.T) <= int(start.T)
+  nonzero = (np.asarray(state.diffusion.t_epl) > 0).sum(axis=1)
+  assert set(nonzero) == {min(round(64 * float(state.diffusion.p)), 48)}   # projected t_epl rule
+  assert list(tmp_path.glob('fakes*.png'))
+
+
+@pytest.mark.slow   # two compilations of the projected step: minutes on a 2-core CPU
+def test_one_and_eight_devices_give_the_same_parameters(tiny_zip):
+  def run(devices):
+    config = tiny_config(tiny_zip, devices=len(devices))
+    mesh, nets, g_tx, d_tx, state = train_helpers.start(config, devices)
+    step_fn = train_helpers.train_step(config, nets, mesh, g_tx, d_tx, steps.Phases())
+    data = train_helpers.global_batches(config, mesh)
+    for _ in range(2):
+      state, _ = step_fn(state, next(data))
+    return jax.device_get(state)
+  eight, one = run(jax.devices()[:8]), run(jax.devices()[:1])
+  for tree in ('g_params', 'd_params', 'g_buffers', 'd_buffers'):
+    for a, b in zip(_leaves(getattr(one, tree)), _leaves(getattr(eight, tree))):
+      np.testing.assert_allclose(a, b, atol=5e-5, rtol=5e-4, err_msg=tree)
+
+
+@pytest.mark.slow   # three runs of the loop
+def test_kill_and_resume_is_exact(tmp_path, tiny_zip):
+  def loop(workdir, total_steps):
+    config = tiny_config(tiny_zip)
+    config.train.total_steps = total_steps
+    train.train_and_evaluate(config, str(workdir))
+    return run_dir.restore_state(workdir, run_dir.load_config(workdir))[1]
+  straight = loop(tmp_path / 'a', 4)
+  loop(tmp_path / 'b', 2)
+  resumed = loop(tmp_path / 'b', 4)
+  for tree in ('g_params', 'd_params', 'g_buffers', 'd_buffers', 'diffusion', 'g_ema_params'):
+    for a, b in zip(jax.tree.leaves(getattr(straight, tree)),
+                    jax.tree.leaves(getattr(resumed, tree))):
+      if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        a, b = jax.random.key_data(a), jax.random.key_data(b)
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=tree)
