@@ -38,10 +38,12 @@ def import_torch_or_explain(purpose: str):
 
 
 def state_dicts(config: ml_collections.ConfigDict, state, with_d: bool = True) -> dict:
-  """{'G', 'G_ema'[, 'D']}: reference state dicts of float32 numpy arrays, in reference order."""
-  if families.family_name(config) != 'stylegan2':
-    raise errors.UserError(f'Only StyleGAN2 runs export to the reference format here (model.family='
-                     f'{families.family_name(config)!r}).')
+  """{'G', 'G_ema'[, 'D']}: the family's reference state dicts (float32 numpy, reference order)."""
+  return families.get(config).export_state_dicts(config, state, with_d)
+
+
+def stylegan2_state_dicts(config: ml_collections.ConfigDict, state, with_d: bool = True) -> dict:
+  """StyleGAN2 networks in the stylegan2-ada / Diffusion-StyleGAN2 keys."""
   buffers = jax_to_numpy(state.g_buffers)
   out = {'G': torch_names.to_torch_state_dict(jax_to_numpy(state.g_params), buffers, 'G')}
   if with_d:
@@ -66,9 +68,7 @@ def progress(config: ml_collections.ConfigDict, state) -> dict:
 def bundle(config: ml_collections.ConfigDict, state, with_d: bool = True) -> dict:
   """Everything the export writes, as numpy arrays and plain Python values."""
   data = state_dicts(config, state, with_d)
-  data['G_kwargs'] = reference_config.generator_kwargs(config)
-  if with_d:
-    data['D_kwargs'] = reference_config.discriminator_kwargs(config)
+  data.update(families.get(config).export_kwargs(config, with_d))
   data['training_set_kwargs'] = reference_config.training_set_kwargs(config)
   data['progress'] = progress(config, state)
   data['dgan_jax'] = dict(step=int(state.step), config=config.to_json())

@@ -66,27 +66,44 @@ def _noise_key(seed):
 
 
 class ImageMaker:
-  """Jitted G_ema calls in fixed-size chunks (no recompiles), images as uint8 NHWC."""
+  """Jitted G_ema calls in fixed-size chunks (no recompiles), images as uint8 NHWC.
+
+  StyleGAN2 generators (`nets.has_buffers`) take the truncation and noise mode and interpolate in
+  W; the others (FastGAN, DCGAN, SNGAN) are called through `Networks.generate` in evaluation mode
+  and interpolate in z."""
 
   def __init__(self, nets, state, trunc: float = 1.0, noise_mode: str = 'const',
                chunk: int = 16):
     if noise_mode not in NOISE_MODES:
       raise errors.UserError(f'--noise_mode={noise_mode!r} is unknown; use one of {NOISE_MODES}.')
     self.chunk = chunk
-    self.variables = {'params': state.g_ema_params, 'buffers': state.g_buffers}
+    self.w_space = nets.has_buffers
+    if not self.w_space and trunc != 1.0:
+      raise errors.UserError(f'--trunc={trunc}: this generator has no W space to truncate in; '
+                             'use --trunc=1.')
     G = nets.G
+    if self.w_space:
+      self.variables = {'params': state.g_ema_params, 'buffers': state.g_buffers}
 
-    def image(variables, z, c, seed):
-      return G.apply(variables, z[None], c[None], truncation_psi=trunc, noise_mode=noise_mode,
-                     rngs={'noise': _noise_key(seed)})[0]
+      def image(variables, z, c, seed):
+        return G.apply(variables, z[None], c[None], truncation_psi=trunc, noise_mode=noise_mode,
+                       rngs={'noise': _noise_key(seed)})[0]
 
-    def synthesis(variables, w, seed):
-      return G.apply(variables, w[None], noise_mode=noise_mode, rngs={'noise': _noise_key(seed)},
-                     method='synthesis')[0]
+      def synthesis(variables, w, c, seed):
+        del c
+        return G.apply(variables, w[None], noise_mode=noise_mode,
+                       rngs={'noise': _noise_key(seed)}, method='synthesis')[0]
+      self._map = jax.jit(lambda v, z, c: G.apply(v, z, c, truncation_psi=trunc,
+                                                  method='mapping'))
+    else:
+      self.variables = (state.g_ema_params, state.g_buffers)
 
+      def image(variables, z, c, seed):
+        return nets.generate(*variables, z[None], c[None], _noise_key(seed))[0][0]
+      synthesis = image
+      self._map = jax.jit(lambda v, z, c: z)
     self._images = jax.jit(jax.vmap(image, in_axes=(None, 0, 0, 0)))
-    self._synth = jax.jit(jax.vmap(synthesis, in_axes=(None, 0, 0)))
-    self._map = jax.jit(lambda v, z, c: G.apply(v, z, c, truncation_psi=trunc, method='mapping'))
+    self._synth = jax.jit(jax.vmap(synthesis, in_axes=(None, 0, 0, 0)))
 
   def _chunked(self, fn, arrays, seeds):
     n = len(seeds)
@@ -102,23 +119,25 @@ class ImageMaker:
     return self._chunked(self._images, (z, c), seeds)
 
   def ws(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The latents interpolation runs in: W for StyleGAN2 generators, else z itself."""
     return np.asarray(self._map(self.variables, jnp.asarray(z), jnp.asarray(c)))
 
-  def synthesize(self, ws: np.ndarray, seeds) -> np.ndarray:
-    return self._chunked(self._synth, (ws,), seeds)
+  def synthesize(self, ws: np.ndarray, c: np.ndarray, seeds) -> np.ndarray:
+    return self._chunked(self._synth, (ws, c), seeds)
 
 
 def interpolation(maker: ImageMaker, z, c, seeds, steps: int = 8, max_seeds: int = 8):
-  """Frames [pairs, steps, H, W, C] going linearly in W from each seed to the next (looping)."""
+  """Frames [pairs, steps, H, W, C] going linearly in W (z without a W space) from each seed
+  to the next (looping)."""
   k = min(len(seeds), max_seeds)
   if k < 2:
     return None
   ws = maker.ws(z[:k], c[:k])
-  t = np.arange(steps, dtype=np.float32) / steps
-  frames_w = [ws[i][None] + t[:, None, None] * (ws[(i + 1) % k] - ws[i])[None]
-              for i in range(k)]
+  t = (np.arange(steps, dtype=np.float32) / steps).reshape((steps,) + (1,) * (ws.ndim - 1))
+  frames_w = [ws[i][None] + t * (ws[(i + 1) % k] - ws[i])[None] for i in range(k)]
   frame_seeds = np.repeat(np.asarray(seeds[:k]), steps)   # the noise of the start seed
-  frames = maker.synthesize(np.concatenate(frames_w), frame_seeds)
+  frame_c = np.repeat(np.asarray(c[:k]), steps, axis=0)   # the label of the start seed
+  frames = maker.synthesize(np.concatenate(frames_w), frame_c, frame_seeds)
   return frames.reshape((k, steps) + frames.shape[1:])
 
 
@@ -141,9 +160,9 @@ def run(workdir, seeds='0-63', trunc: float = 1.0, noise_mode: str = 'const',
   if noise_mode not in NOISE_MODES:
     raise errors.UserError(f'--noise_mode={noise_mode!r} is unknown; use one of {NOISE_MODES}.')
   saved = run_dir.load_config(workdir, step, expected=config)
-  if families.family_name(saved) != 'stylegan2':
-    raise errors.UserError(f'{workdir} is a {families.family_name(saved)!r} run; generate needs an image '
-                     'run.')
+  if not isinstance(families.get(saved), families.ImageFamily):
+    raise errors.UserError(f'{workdir} is a {families.family_name(saved)!r} run; generate needs an '
+                           'image run.')
   if config is not None:
     config = ml_collections.ConfigDict(config.to_dict())
     config.model.c_dim = saved.model.c_dim

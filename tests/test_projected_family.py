@@ -12,7 +12,9 @@ from configs import cifar10_projected, lsun_bedroom256_projected, lsun_church256
 from configs import stl10_projected
 import data_helpers
 import train_helpers
-from dgan_jax import config_checks, diffusion, errors, families, run_dir, steps, train
+from dgan_jax import config_checks, diffusion, errors, export, families, generate, run_dir
+from dgan_jax import steps, train
+from dgan_jax.models.projected import torch_names
 
 
 @pytest.fixture(scope='module')
@@ -113,6 +115,19 @@ def test_training_loop_at_a_tiny_width(tiny_zip, tmp_path):
   nonzero = (np.asarray(state.diffusion.t_epl) > 0).sum(axis=1)
   assert set(nonzero) == {min(round(64 * float(state.diffusion.p)), 48)}   # projected t_epl rule
   assert list(tmp_path.glob('fakes*.png'))
+  # generate and export work on the run (FastGAN: no W space, interpolation in z)
+  paths = generate.run(tmp_path, seeds='0-2', interp_steps=2)
+  assert len(paths['seeds']) == 3 and paths['interpolation'].exists()
+  nets = families.build_networks(saved)
+  data = export.bundle(saved, state)
+  assert list(data['G']) == [f'{row.torch}.{leaf}' for row in torch_names.generator_table(nets.G)
+                             for leaf, _, _ in torch_names.LEAVES[row.kind]]
+  assert 'feature_network.pretrained.layer0.0.weight' in data['D'] or any(
+      k.startswith('feature_network.pretrained.') for k in data['D'])
+  assert data['G_kwargs']['class_name'] == 'pg_modules.networks_fastgan.Generator'
+  assert data['D_kwargs']['backbone_kwargs']['d_pos'] == 'first'
+  back = torch_names.from_torch(data['D'], torch_names.discriminator_table(nets.D, backbone=True))
+  assert _moved(back['params'], state.d_params) == 0
 
 
 @pytest.mark.slow   # two compilations of the projected step: minutes on a 2-core CPU

@@ -14,6 +14,8 @@ interface, so a new family is one module set and a config, never a branch in the
   label_distribution(config)        the training labels' distribution (fake labels are drawn from it)
   sample_grid(config, nets, workdir) periodic sample images, or None
   final_report(...)                 outputs of a finished run (the toy's figures)
+  export_state_dicts(config, state, with_d), export_kwargs(config, with_d)
+                                    the reference's state dicts and constructor kwargs (export)
 """
 from __future__ import annotations
 
@@ -111,6 +113,18 @@ class Family:
 
   def final_report(self, config, nets: Networks, state: TrainState, workdir: pathlib.Path, writer):
     del config, nets, state, workdir, writer
+
+  def export_state_dicts(self, config: ml_collections.ConfigDict, state: TrainState,
+                         with_d: bool) -> dict:
+    """{'G', 'G_ema'[, 'D']}: the reference's state dicts of the run's networks (export)."""
+    del state, with_d
+    raise errors.UserError(f'The {self.name!r} family has no reference format to export to '
+                           f'(model.family={config.model.family!r}).')
+
+  def export_kwargs(self, config: ml_collections.ConfigDict, with_d: bool) -> dict:
+    """{'G_kwargs'[, 'D_kwargs']}: the reference's constructor arguments of the networks."""
+    del config, with_d
+    return {}
 
 
 class ImageFamily(Family):

@@ -123,6 +123,54 @@ class ProjectedFamily(ImageFamily):
     return state.replace(d_buffers=d_buffers)
 
 
+  def export_state_dicts(self, config: ml_collections.ConfigDict, state, with_d: bool) -> dict:
+    """G and G_ema in the reference's keys (FastGAN: models/projected/torch_names; the StyleGAN2
+    option: models/torch_names), D with its backbone and mixers (a complete state dict)."""
+    from dgan_jax import export
+    from dgan_jax.models import torch_names as sg2_names
+    from dgan_jax.models.projected import torch_names
+    nets = self.build_networks(config)
+    numpy = export.jax_to_numpy
+    buffers = numpy(state.g_buffers)
+
+    def generator(params):
+      if nets.has_buffers:
+        return sg2_names.to_torch_state_dict(numpy(params), buffers, 'G')
+      return torch_names.to_torch({'params': numpy(params), **buffers},
+                                  torch_names.generator_table(nets.G))
+    out = {'G': generator(state.g_params)}
+    if with_d:
+      out['D'] = torch_names.to_torch({'params': numpy(state.d_params), **numpy(state.d_buffers)},
+                                      torch_names.discriminator_table(nets.D, backbone=True))
+    out['G_ema'] = generator(state.g_ema_params)
+    return out
+
+  def export_kwargs(self, config: ml_collections.ConfigDict, with_d: bool) -> dict:
+    """The reference train.py's G_kwargs / D_kwargs for this config."""
+    s, res = config.model.projected, int(config.data.resolution)
+    common = dict(c_dim=int(config.model.get('c_dim', 0)), img_resolution=res,
+                  img_channels=int(config.data.channels))
+    if s.cfg == 'stylegan2':
+      g = dict(class_name='pg_modules.networks_stylegan2.Generator', z_dim=s.z_dim, w_dim=s.w_dim,
+               mapping_kwargs=dict(num_layers=s.map_depth), channel_base=s.cbase,
+               channel_max=s.cmax, num_fp16_res=s.num_fp16_res,
+               conv_clamp=float(s.conv_clamp) if s.conv_clamp else None, **common)
+    else:
+      g = dict(class_name='pg_modules.networks_fastgan.Generator', cond=bool(s.cond),
+               synthesis_kwargs=dict(lite=s.cfg == 'fastgan_lite'), z_dim=s.z_dim, ngf=s.ngf,
+               **common)
+    kwargs = {'G_kwargs': g}
+    if with_d:
+      interp = res < 224 if s.interp224 == 'auto' else bool(s.interp224)
+      kwargs['D_kwargs'] = dict(
+          class_name='pg_modules.discriminator.ProjectedDiscriminator', diffaug=True,
+          interp224=interp, backbone_kwargs=dict(
+              d_pos=s.d_pos, noise_sd=float(config.diffusion.noise_std), cout=s.cout,
+              expand=s.expand, proj_type=s.proj_type, num_discs=s.num_discs,
+              separable=s.separable, cond=bool(s.cond)), **common)
+    return kwargs
+
+
 _BACKBONES: dict = {}
 
 

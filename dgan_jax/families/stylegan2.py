@@ -51,6 +51,17 @@ class StyleGAN2Family(ImageFamily):
         if fresh_d else []
     return state, notes
 
+  def export_state_dicts(self, config: ml_collections.ConfigDict, state, with_d: bool) -> dict:
+    from dgan_jax import export
+    return export.stylegan2_state_dicts(config, state, with_d)
+
+  def export_kwargs(self, config: ml_collections.ConfigDict, with_d: bool) -> dict:
+    from dgan_jax.interop import reference_config
+    kwargs = {'G_kwargs': reference_config.generator_kwargs(config)}
+    if with_d:
+      kwargs['D_kwargs'] = reference_config.discriminator_kwargs(config)
+    return kwargs
+
   def build_networks(self, config: ml_collections.ConfigDict) -> Networks:
     from dgan_jax.models import build_models
     G, D = build_models(config)
