@@ -37,6 +37,7 @@ def get_config(dataset: str, resolution: int, target: float, arg=None, *, name: 
   cfg = next((CFGS[p] for p in parts if p in CFGS), 'fastgan')
   config = base.get_base_config()
   config.model.family = 'projected'
+  config.model.c_dim = 0               # set from the dataset (data.use_labels) before compiling
   config.data.source = 'auto'
   config.data.name = name
   config.data.resolution = resolution
