@@ -161,3 +161,12 @@ def test_train_cifar10_notebook_runs(tmp_path, monkeypatch):
   if 'export skipped' not in text:
     assert (tmp_path / 'network.pt').exists() and (tmp_path / 'torch_samples.png').exists()
   assert images_shown(nb) >= 4
+
+
+def test_committed_notebooks_are_what_the_builder_writes(tmp_path):
+  pytest.importorskip('nbformat')
+  subprocess.run([sys.executable, str(NOTEBOOKS / 'make_notebooks.py'), str(tmp_path)], check=True,
+                 capture_output=True)
+  for name in SMOKE:
+    assert (tmp_path / f'{name}.ipynb').read_text() == (NOTEBOOKS / f'{name}.ipynb').read_text(), (
+        f'colab/{name}.ipynb differs from colab/make_notebooks.py: edit the script and rerun it')
