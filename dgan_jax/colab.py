@@ -98,9 +98,10 @@ def check_accelerator(runtime: str):
   return devices
 
 
-def package_root() -> pathlib.Path:
-  """The folder that holds the dgan_jax package in use (the checkout, or site-packages)."""
-  return pathlib.Path(__file__).resolve().parents[1]
+def checkout_root() -> pathlib.Path | None:
+  """The checkout that holds the dgan_jax package in use, or None for an installed package."""
+  root = pathlib.Path(__file__).resolve().parents[1]
+  return root if (root / 'pyproject.toml').is_file() else None
 
 
 def _display_image(path: pathlib.Path) -> None:
@@ -121,7 +122,9 @@ def run(command: str, watch: str | os.PathLike | None = None, pattern: str = 'fa
   if command.startswith('python '):
     command = shlex.quote(sys.executable) + command[len('python'):]
   env = dict(os.environ)
-  env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(package_root()), env.get('PYTHONPATH')]))
+  root = checkout_root()
+  if root:
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(root), env.get('PYTHONPATH')]))
   env.setdefault('PYTHONUNBUFFERED', '1')
   watch = pathlib.Path(watch) if watch else None
   seen = set(watch.glob(pattern)) if watch and watch.is_dir() else set()
