@@ -1,7 +1,9 @@
 """Command line: `python -m dgan_jax.main --config=configs/toy25.py --workdir=runs/toy25`.
 
 Modes: `train` (default; resumes automatically from the workdir's latest checkpoint), `eval`
-(config.eval.metrics of the latest checkpoint), `generate` (images by seed, dgan_jax/generate.py).
+(config.eval.metrics of the latest checkpoint, or `--step`), `generate` (images by seed,
+dgan_jax/generate.py); with `--pkl=network.pkl` eval and generate first import an authors' or
+stylegan2-ada pickle into --workdir.
 Without --config the run's saved `<workdir>/config.json` is used (configs/from_workdir.py).
 Config overrides: `--config.diffusion.target=0.7`; variants: `--config=configs/cifar10.py:smoke`.
 
@@ -71,6 +73,8 @@ flags.DEFINE_enum('noise_mode', 'const', ['const', 'random', 'none'], 'generate:
 flags.DEFINE_integer('class_idx', None, 'generate: class label of a conditional model.')
 flags.DEFINE_string('outdir', None, 'generate: output folder (default <workdir>/generate).')
 flags.DEFINE_integer('step', None, 'eval / generate: the checkpoint step (default: the latest).')
+flags.DEFINE_string('pkl', None, 'eval / generate: an authors\' or stylegan2-ada network pickle, '
+                    'imported into --workdir first (a new folder; dgan_jax.import_torch).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -89,6 +93,25 @@ def _quiet_orbax(record) -> bool:
   return record.levelno >= pylogging.WARNING
 
 
+def import_pickle(pkl: str, workdir: str, mode: str, config) -> None:
+  """`--pkl`: imports the pickle into `workdir` for eval / generate (kept for later runs), with
+  `config`'s settings (by default the pickle's own, configs/from_workdir.py)."""
+  if mode == 'train':
+    raise errors.UserError('--pkl is for --mode=eval and --mode=generate. To train from a pickle: '
+                           '--config.train.resume_from=PKL (transfer learning), or import it with '
+                           'python -m dgan_jax.import_torch and train with its --workdir.')
+  if any(pathlib.Path(workdir, 'checkpoints').glob('[0-9]*')):
+    print(f'{workdir} holds checkpoints already: using them, not importing {pkl} again (pass a new '
+          '--workdir to import it).', flush=True)
+    return
+  from dgan_jax import import_torch  # pylint: disable=import-outside-toplevel
+  missing = 'missing_run_config' in config
+  if missing:   # the pickle could not be read: read_pickle says why
+    import_torch.read_pickle(pkl)
+  print(f'Imported {pkl} into {import_torch.import_pickle(pkl, workdir, None if missing else config)}',
+        flush=True)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -96,6 +119,8 @@ def main(argv):
     handler.addFilter(_quiet_orbax)
   checkpoint.quiet_failed_save_aftermath()
   config = FLAGS.config
+  if FLAGS.pkl:
+    import_pickle(FLAGS.pkl, FLAGS.workdir, FLAGS.mode, config)
   if 'missing_run_config' in config:
     raise errors.MissingInputError(
         f'No --config given and no saved run config at {config.missing_run_config}: pass '

@@ -184,3 +184,46 @@ def test_an_imported_snapshot_resumes_offline_with_its_own_settings(tmp_path):
   assert saved['data']['path'] == 'datasets/tiny16.zip'
   _, state = run_dir.restore_state(out, run_dir.load_config(out))
   assert int(state.images_seen) == 40_032
+
+
+def test_pkl_flag_config_and_import(tmp_path, monkeypatch, capsys):
+  """`--pkl` (eval / generate of a pickle): without a saved config the pickle's networks are the
+  default config; the pickle is imported into the new workdir once; training is refused."""
+  from configs import from_workdir   # pylint: disable=import-outside-toplevel
+  from dgan_jax import errors, main   # pylint: disable=import-outside-toplevel
+  pkl, workdir = snapshot(tmp_path, 'no'), tmp_path / 'run'
+  monkeypatch.setattr(sys, 'argv', ['main', f'--workdir={workdir}', f'--pkl={pkl}'])
+  config = from_workdir.get_config()
+  assert config.data.resolution == 16 and config.model.G.z_dim == 8
+  assert (config.diffusion.t_min, config.data.path) == (10, 'datasets/tiny16.zip')
+  with pytest.raises(errors.UserError, match='--pkl is for --mode=eval and --mode=generate'):
+    main.import_pickle(str(pkl), str(workdir), 'train', config)
+  main.import_pickle(str(pkl), str(workdir), 'eval', config)
+  _, state = run_dir.restore_state(workdir, run_dir.load_config(workdir))
+  assert int(state.images_seen) == 40_000
+  main.import_pickle(str(pkl), str(workdir), 'generate', config)   # a rerun: the import is kept
+  assert 'holds checkpoints already' in capsys.readouterr().out
+  assert 'missing_run_config' not in from_workdir.get_config()       # now the saved config.json
+  monkeypatch.setattr(sys, 'argv', ['main', f'--workdir={tmp_path / "new"}',
+                                    f'--pkl={tmp_path / "absent.pkl"}'])
+  assert 'missing_run_config' in from_workdir.get_config()            # main() then says why
+
+
+@pytest.mark.slow   # one command-line run: compiles the imported G and a tiny feature network
+def test_eval_of_a_pickle_from_the_command_line(tmp_path):
+  pkl = snapshot(tmp_path, 'no')
+  data_helpers.write_dataset(tmp_path / 'reals.zip', data_helpers.random_images(64, size=16))
+  env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(ROOT), str(ROOT / 'tests')]),
+         'JAX_PLATFORMS': 'cpu'}
+  result = subprocess.run(
+      [sys.executable, '-m', 'dgan_jax.main', '--mode=eval', f'--pkl={pkl}', '--workdir=run',
+       '--config.data.path=reals.zip', '--config.eval.metrics=fid1k-tiny',
+       '--config.eval.domain_nets=tiny=test_evaluation:tiny_net', '--config.eval.cache_dir=cache',
+       '--config.model.mixed_precision=float32'],
+      cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Imported' in result.stdout and 'fid1k-tiny' in result.stdout
+  line = json.loads((tmp_path / 'run' / 'metrics.jsonl').read_text().splitlines()[-1])
+  _, state = run_dir.restore_state(tmp_path / 'run', run_dir.load_config(tmp_path / 'run'))
+  assert line['step'] == int(state.step) and line['kimg'] == 40.0   # the pickle's progress
+  assert line['results']['fid1k-tiny'] > 0

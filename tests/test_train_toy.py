@@ -156,6 +156,20 @@ def test_total_steps_overrides_total_kimg_and_grid_names(tmp_path, capsys):
   assert grid.file_name(32) == 'fakes000002.png'
 
 
+def test_scalar_log_lines_only_with_verbose_logs(tmp_path, caplog):
+  """The console gets clu's per-scalar log lines only with train.verbose_logs (TensorBoard always)."""
+  config = smoke_config()
+  for verbose in (False, True):
+    config.train.verbose_logs = verbose
+    caplog.clear()
+    with caplog.at_level('INFO'):
+      writer = train.make_writer(tmp_path / str(verbose), config, is_main=True)
+      writer.write_scalars(7, {'loss/G_probe': 0.25})
+      writer.flush()
+    assert ('loss/G_probe' in caplog.text) == verbose
+    assert list((tmp_path / str(verbose)).glob('events.out.tfevents.*'))
+
+
 def test_mode_coverage_metric():
   rng = np.random.default_rng(0)
   perfect = toy.sample_data(rng, 10_000)
