@@ -137,6 +137,8 @@ def _non_finite(tree: dict, prefix: str = '') -> list[str]:
   for key, value in tree.items():
     if isinstance(value, dict):
       problems += _non_finite(value, f'{prefix}{key}.')
+    elif isinstance(value, (tuple, list)):   # e.g. augment.strengths.imgfilter_bands
+      problems += _non_finite({f'{key}[{i}]': v for i, v in enumerate(value)}, prefix)
     elif isinstance(value, float) and not math.isfinite(value):
       problems.append(f'{prefix}{key}={value} is not a finite number; give a real value.')
   return problems

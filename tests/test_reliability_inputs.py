@@ -81,6 +81,13 @@ def test_import_command_line_on_an_empty_file(tmp_path):
 
 # --- 14.11: config values that failed late, obscurely or not at all --------------------------------
 
+def test_non_finite_values_inside_tuples_are_refused():
+  config = rh.toy_config(steps=2)
+  config.augment.strengths.imgfilter_bands = (1.0, float('nan'), 1.0, 1.0)
+  with pytest.raises(errors.UserError, match=r'imgfilter_bands\[1\]=nan is not a finite'):
+    config_checks.validate(config, 8)
+
+
 @pytest.mark.parametrize('field,value,words', [
     ('train.log_every_steps', 0, 'train.log_every_steps=0 must be an integer >= 1'),
     ('train.checkpoint_every_kimg', -1.0, 'train.checkpoint_every_kimg=-1.0 must be >= 0'),
@@ -91,6 +98,8 @@ def test_import_command_line_on_an_empty_file(tmp_path):
     ('seed', -1, 'seed=-1 must be an integer in [0, 2147483647]'),
     ('optim.eps', -1.0, 'optim.eps=-1.0 must be > 0'),
     ('diffusion.ada_interval', 0, 'diffusion.ada_interval=0 must be >= 1'),
+    ('augment.ada_target', float('nan'), 'augment.ada_target=nan is not a finite number'),
+    ('augment.ada_maxp', float('inf'), 'augment.ada_maxp=inf is not a finite number'),
 ])
 def test_bad_values_are_refused_before_compiling(field, value, words):
   config = rh.toy_config(steps=2)
