@@ -6,7 +6,7 @@
 #
 #   launch/tpu_vm.sh [options] CONFIG WORKDIR [--config.x=y ...]
 #   launch/tpu_vm.sh --type=v4-32 --zone=us-central2-b --spot \
-#     configs/cifar10.py gs://my-bucket/runs/cifar10 --config.data.tfds_data_dir=gs://my-bucket/tfds
+#     --tfds-data-dir=gs://my-bucket/tfds configs/cifar10.py gs://my-bucket/runs/cifar10
 #
 # Options (default):
 #   --name=NAME        TPU VM / queued-resource name (dgan-jax)
@@ -16,6 +16,7 @@
 #   --project=PROJECT  gcloud project (gcloud's configured one)
 #   --repo=URL         git URL of dgan_jax to clone on the workers ($DGAN_JAX_REPO)
 #   --ref=REF          branch, tag or commit to check out (main)
+#   --tfds-data-dir=D  TFDS_DATA_DIR for the workers, e.g. gs://bucket/tfds (tfds's default)
 #   --spot             Spot capacity (cheaper, preemptible; the retry loop resumes the run)
 #   --queued           create through a queued resource (waits for capacity instead of failing)
 #   --retries=N        recreate and resume at most N times after a preemption (20)
@@ -24,7 +25,7 @@
 set -euo pipefail
 
 name=dgan-jax zone=us-central2-b type=v4-8 version=tpu-ubuntu2204-base project=''
-repo=${DGAN_JAX_REPO:-} ref=main spot=0 queued=0 retries=20 delete=0 dry_run=0
+repo=${DGAN_JAX_REPO:-} ref=main tfds_data_dir='' spot=0 queued=0 retries=20 delete=0 dry_run=0
 poll_s=${DGAN_JAX_POLL_S:-60}
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -39,6 +40,7 @@ while [ $# -gt 0 ]; do
     --project=*) project=${1#*=} ;;
     --repo=*) repo=${1#*=} ;;
     --ref=*) ref=${1#*=} ;;
+    --tfds-data-dir=*) tfds_data_dir=${1#*=} ;;
     --retries=*) retries=${1#*=} ;;
     --spot) spot=1 ;;
     --queued) queued=1 ;;
@@ -114,7 +116,9 @@ for a in "$@"; do quoted_overrides+=" $(printf '%q' "$a")"; done
 install_cmd="set -e; [ -d dgan_jax ] || git clone -q $(printf '%q' "$repo") dgan_jax; cd dgan_jax; \
 git fetch -q origin $(printf '%q' "$ref"); git checkout -q --detach FETCH_HEAD; \
 python3 -m pip install -q -e \".[tpu]\""
-train_cmd="set -o pipefail; cd dgan_jax && python3 -m dgan_jax.main --config=$(printf '%q' "$config") \
+env_prefix=''
+[ -n "$tfds_data_dir" ] && env_prefix="TFDS_DATA_DIR=$(printf '%q' "$tfds_data_dir") "
+train_cmd="set -o pipefail; cd dgan_jax && ${env_prefix}python3 -m dgan_jax.main --config=$(printf '%q' "$config") \
 --workdir=$(printf '%q' "$workdir") --config.train.distributed=True$quoted_overrides \
 2>&1 | tee -a ~/dgan_jax_train.log"
 

@@ -40,7 +40,8 @@ def dry_run(*args) -> list[str]:
 
 def test_tpu_vm_dry_run_prints_create_install_train_delete():
   lines = dry_run('--name=pod1', '--zone=europe-west4-a', '--type=v4-32', '--spot', '--delete',
-                  '--ref=v1', 'configs/cifar10.py', 'gs://bucket/runs/c10', '--config.seed=3')
+                  '--ref=v1', '--tfds-data-dir=gs://bucket/tfds', 'configs/cifar10.py',
+                  'gs://bucket/runs/c10', '--config.seed=3')
   commands = [line[2:] for line in lines if line.startswith('+ ')]
   assert commands[0] == ('gcloud compute tpus tpu-vm create pod1 --zone=europe-west4-a '
                          '--accelerator-type=v4-32 --version=tpu-ubuntu2204-base --spot')
@@ -48,7 +49,8 @@ def test_tpu_vm_dry_run_prints_create_install_train_delete():
   assert commands[1].startswith(ssh) and 'git clone -q https://example.com/dgan_jax.git' in commands[1]
   assert 'git fetch -q origin v1' in commands[1] and '.[tpu]' in commands[1]
   assert commands[2].startswith(ssh)
-  assert ('python3 -m dgan_jax.main --config=configs/cifar10.py --workdir=gs://bucket/runs/c10 '
+  assert ('TFDS_DATA_DIR=gs://bucket/tfds python3 -m dgan_jax.main --config=configs/cifar10.py '
+          '--workdir=gs://bucket/runs/c10 '
           '--config.train.distributed=True --config.seed=3' in commands[2])
   assert commands[3] == 'gcloud compute tpus tpu-vm delete pod1 --zone=europe-west4-a --quiet'
   assert len(commands) == 4
