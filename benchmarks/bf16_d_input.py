@@ -4,7 +4,7 @@
 
 For small t the noise sqrt(1 - abar_t) * sigma is tiny (t = 1: 1e-2 * 0.05 = 5e-4), while bfloat16
 keeps 8 significant bits (a relative step of 2^-8 near |x| = 1). Prints, per t, the RMS of the
-bfloat16 rounding of y_t over the RMS of the noise term, with the reference's settings (linear
+bfloat16 (and float16) rounding of y_t over the RMS of the noise term, with the reference's settings (linear
 betas 1e-4..2e-2, T = 1000 for the tables, sigma 0.05). dgan_jax keeps the diffusion and D's image
 path (fromrgb) in float32 for this reason (docs/models.md).
 """
@@ -38,13 +38,16 @@ def main():
   x = jnp.asarray(images(args.data))
   sqrt_abar, sqrt_1m = diffusion.schedule('linear', 1e-4, 2e-2, 1000, 1000)
   eps = jax.random.normal(jax.random.key(0), x.shape)
-  print(f'{"t":>5} {"noise RMS":>10} {"bf16 rounding RMS":>18} {"rounding / noise":>17}')
+  print(f'{"t":>5} {"noise RMS":>10} {"bf16 rounding RMS":>18} {"rounding / noise":>17} '
+        f'{"fp16 rounding / noise":>22}')
   for t in (1, 2, 5, 10, 20, 50, 100):
     noise = sqrt_1m[t] * args.sigma * eps
     y = sqrt_abar[t] * x + noise
     rounding = y.astype(jnp.bfloat16).astype(jnp.float32) - y
+    rounding16 = y.astype(jnp.float16).astype(jnp.float32) - y    # the reference's fp16 blocks
     rms = lambda a: float(jnp.sqrt(jnp.mean(jnp.square(a))))
-    print(f'{t:5d} {rms(noise):10.2e} {rms(rounding):18.2e} {rms(rounding) / rms(noise):17.2f}')
+    print(f'{t:5d} {rms(noise):10.2e} {rms(rounding):18.2e} {rms(rounding) / rms(noise):17.2f} '
+          f'{rms(rounding16) / rms(noise):22.3f}')
 
 
 if __name__ == '__main__':

@@ -38,25 +38,22 @@ def flops_of(fn, *args) -> float:
   return float(cost.get('flops', float('nan')))
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--preset', default='cifar')
-  parser.add_argument('--resolution', type=int, default=32)
-  parser.add_argument('--batch', type=int, default=64)
-  parser.add_argument('--iters', type=int, default=3)
-  parser.add_argument('--mixed_precision', default='auto')
-  args = parser.parse_args()
-
+def measure(preset: str = 'cifar', resolution: int = 32, batch: int = 64, iters: int = 3,
+            mixed_precision: str = 'auto', smoke: bool = False) -> dict:
+  """Images/s and GFLOP/image of G and D forward for one preset; prints and returns them.
+  `smoke`: the tests' tiny widths (configs/base.apply_smoke), for a quick check of the script."""
   config = base.get_base_config()
-  config.data.resolution = args.resolution
-  presets.apply_preset(config, args.preset)
-  config.model.mixed_precision = args.mixed_precision
+  config.data.resolution = resolution
+  presets.apply_preset(config, preset)
+  if smoke:
+    base.apply_smoke(config)
+  config.model.mixed_precision = mixed_precision
   g, d = build_models(config)
-  batch_gpu = min(config.train.batch_gpu, args.batch)
-  if args.batch % batch_gpu:
+  batch_gpu = min(config.train.batch_gpu, batch)
+  if batch % batch_gpu:
     raise SystemExit(f'--batch must be a multiple of batch_gpu={batch_gpu}')
 
-  n, res = args.batch, args.resolution
+  n, res = batch, resolution
   z = jax.random.normal(jax.random.key(0), (n, g.z_dim))
   c = jnp.zeros((n, g.c_dim))
   g_vars = jax.jit(g.init)({'params': jax.random.key(1), 'noise': jax.random.key(2)}, z[:2],
@@ -72,13 +69,27 @@ def main():
   key = jax.random.key(4)
   g_flops = flops_of(gen, g_vars, z, c, key) / n
   d_flops = flops_of(disc, d_vars, img, c, t) / n
-  g_sec = timed(gen, g_vars, z, c, key, iters=args.iters)
-  d_sec = timed(disc, d_vars, img, c, t, iters=args.iters)
+  g_sec = timed(gen, g_vars, z, c, key, iters=iters)
+  d_sec = timed(disc, d_vars, img, c, t, iters=iters)
   dtype = jnp.dtype(g.mixed_precision_dtype).name
   print(f'backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), preset '
-        f'{args.preset} {res}x{res}, batch {n}, compute dtype {dtype}')
+        f'{preset} {res}x{res}, batch {n}, compute dtype {dtype}')
   print(f'G forward: {n / g_sec:.1f} images/s  ({g_flops / 1e9:.3f} GFLOP/image)')
   print(f'D forward: {n / d_sec:.1f} images/s  ({d_flops / 1e9:.3f} GFLOP/image)')
+  return {'preset': preset, 'resolution': res, 'batch': n, 'compute_dtype': dtype,
+          'g_images_per_s': n / g_sec, 'd_images_per_s': n / d_sec,
+          'g_gflop_per_image': g_flops / 1e9, 'd_gflop_per_image': d_flops / 1e9}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--preset', default='cifar')
+  parser.add_argument('--resolution', type=int, default=32)
+  parser.add_argument('--batch', type=int, default=64)
+  parser.add_argument('--iters', type=int, default=3)
+  parser.add_argument('--mixed_precision', default='auto')
+  args = parser.parse_args()
+  measure(args.preset, args.resolution, args.batch, args.iters, args.mixed_precision)
 
 
 if __name__ == '__main__':

@@ -40,8 +40,8 @@ def peak_memory_gib() -> str:
   return f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB host peak RSS'
 
 
-def measure(batch: int, num_steps: int, precision: str, variant: str, augment: str = 'none'):
-  """Prints the figures of one setting; returns the amortised seconds per step."""
+def measure(batch: int, num_steps: int, precision: str, variant: str, augment: str = 'none') -> dict:
+  """Prints the figures of one setting and returns them (step_s: amortised seconds per step)."""
   config = cifar10.get_config(variant or None)
   config.augment.kind = augment
   config.diffusion.initial_p = 0.5    # ADA at its cap (0.25), as in a run past its start
@@ -84,7 +84,10 @@ def measure(batch: int, num_steps: int, precision: str, variant: str, augment: s
         f'{batch / step_s:8.2f} images/s | {1000 / (batch / step_s):8.1f} s/kimg | '
         f'step {times[False][0]:.3f}s, R1 step {times[True][0]:.3f}s, controller {ctrl_s * 1e3:.2f} ms | '
         f'compile {times[False][1]:.0f}s + {times[True][1]:.0f}s | {peak_memory_gib()}', flush=True)
-  return step_s
+  return {'batch': batch, 'precision': precision, 'augment': augment, 'devices': mesh.size,
+          'step_s': step_s, 'images_per_s': batch / step_s, 's_per_kimg': 1000 * step_s / batch,
+          'main_step_s': times[False][0], 'r1_step_s': times[True][0], 'controller_s': ctrl_s,
+          'compile_s': times[False][1] + times[True][1], 'memory': peak_memory_gib()}
 
 
 def main():
@@ -98,9 +101,9 @@ def main():
   args = parser.parse_args()
   print(f'JAX {jax.__version__}, devices: {jax.devices()}')
   for batch in args.batch:
-    plain = measure(batch, args.steps, args.precision, args.variant)
+    plain = measure(batch, args.steps, args.precision, args.variant)['step_s']
     if args.augment != 'none':
-      augmented = measure(batch, args.steps, args.precision, args.variant, args.augment)
+      augmented = measure(batch, args.steps, args.precision, args.variant, args.augment)['step_s']
       print(f'batch {batch:3d}: {args.augment} adds {100 * (augmented / plain - 1):.1f}% to a step '
             f'({augmented:.3f} s vs {plain:.3f} s)', flush=True)
 

@@ -21,12 +21,15 @@ Storage: before each save the folder must accept a file and hold the new checkpo
 least its expected size), so a read-only folder or a full disk is one clear StorageError before
 orbax starts writing; orbax's own write errors are turned into the same error. A checkpoint is never
 written from a state holding NaN or inf (DivergenceError).
+
+Buckets (gs://, dgan_jax/paths.py): orbax commits a checkpoint there by writing a
+`commit_success.txt` marker last instead of renaming a temporary folder, and skips folders without
+it; the writable check writes and deletes a probe object; there is no free-space figure to check.
 """
 from __future__ import annotations
 
 import json
 import os
-import pathlib
 import re
 import shutil
 import sys
@@ -40,7 +43,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from dgan_jax import errors
+from dgan_jax import errors, paths
 
 INTEGRITY_KEY = 'dgan_jax_integrity'
 INTEGRITY_FORMAT = 'crc32-per-leaf-v1'
@@ -59,9 +62,11 @@ class Checkpointer:
   """Keeps the last `keep` checkpoints of a run under `<workdir>/<subdir>` ('checkpoints', or
   'best' for the best-metric one). `read_only` opens an existing folder without creating it."""
 
-  def __init__(self, workdir: str | pathlib.Path, keep: int = 3, subdir: str = 'checkpoints',
+  def __init__(self, workdir: paths.PathLike, keep: int = 3, subdir: str = 'checkpoints',
                read_only: bool = False, guard=None):
-    self.workdir = pathlib.Path(workdir).expanduser().absolute()
+    self.workdir = paths.path(workdir)
+    if not paths.is_remote(self.workdir):
+      self.workdir = paths.path(os.path.abspath(self.workdir))
     self.directory = self.workdir / subdir
     if read_only and not self.directory.is_dir():
       raise errors.MissingInputError(
@@ -142,10 +147,13 @@ class Checkpointer:
 
   def _expected_size(self, host) -> int:
     """About what the next checkpoint takes: the last one's size on disk, else the state's bytes."""
+    if paths.is_remote(self.directory):
+      return 0    # No free-space figure in a bucket (check_writable); listing it would cost RPCs.
     steps = self.all_steps()
     if steps:
-      size = sum(p.stat().st_size for p in (self.directory / str(steps[-1])).rglob('*')
-                 if p.is_file())
+      last = os.path.join(self.directory, str(steps[-1]))
+      size = sum(os.path.getsize(os.path.join(folder, name))
+                 for folder, _, names in os.walk(last) for name in names)
     else:
       size = sum(a.nbytes for _, a in host)
     return int(size * 1.1) + (1 << 20)
@@ -269,31 +277,40 @@ class Checkpointer:
       raise errors.CheckpointError(f'Checkpoint step {step} in {self.directory} is damaged: '
                                    f'{meta.relative_to(self.directory)} does not parse ({e}).') from e
 
-  def _move_aside(self, step: int) -> pathlib.Path:
+  def _move_aside(self, step: int) -> paths.epath.Path:
     """Moves a damaged step folder out of orbax's sight (process 0; others wait for it)."""
     target = self.workdir / DAMAGED_DIR / f'{self.directory.name}-{step}-{time.strftime("%Y%m%d-%H%M%S")}'
     if jax.process_index() == 0:
       target.parent.mkdir(parents=True, exist_ok=True)
-      os.replace(self.directory / str(step), target)
+      (self.directory / str(step)).rename(target)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
       multihost_utils.sync_global_devices(f'dgan_jax_move_aside_{step}')
     return target
 
 
-def check_writable(directory: pathlib.Path, needed_bytes: int = 0, kept: str = '') -> None:
+def check_writable(directory: paths.PathLike, needed_bytes: int = 0, kept: str = '') -> None:
   """Raises StorageError unless `directory` (created if missing) takes a new file and has room for
-  `needed_bytes`; `kept` names the intact checkpoints for the message."""
+  `needed_bytes` (local disks only); `kept` names the intact checkpoints for the message."""
+  remote = paths.is_remote(directory)
+  directory = paths.path(directory)
   try:
     directory.mkdir(parents=True, exist_ok=True)
-    fd, probe = tempfile.mkstemp(prefix='.write_probe.', dir=directory)
-    os.close(fd)
-    os.unlink(probe)
+    if remote:
+      probe = directory / f'.write_probe.{os.getpid()}.{time.time_ns()}'
+      probe.write_bytes(b'')
+      probe.unlink()
+    else:
+      fd, probe = tempfile.mkstemp(prefix='.write_probe.', dir=directory)
+      os.close(fd)
+      os.unlink(probe)
   except OSError as e:
     raise errors.StorageError(
         f'Cannot write checkpoints into {directory}: {e.strerror or e}. Fix the folder\'s '
         'permissions (or the file system: read-only, full), or pass another --workdir; the '
         f'checkpoints already there are untouched{kept}.') from e
+  if remote:
+    return
   free = shutil.disk_usage(directory).free
   if needed_bytes and free < needed_bytes:
     raise errors.StorageError(

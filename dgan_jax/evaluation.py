@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dgan_jax import errors, run_files, steps
+from dgan_jax import errors, paths, run_files, steps
 from dgan_jax.networks import Networks
 
 
@@ -125,7 +125,7 @@ def training_evaluator(config: ml_collections.ConfigDict, nets: Networks, label_
   return Evaluator(config, nets, label_dist)
 
 
-def write_results(workdir: pathlib.Path, step: int, kimg: float, results: dict, writer) -> None:
+def write_results(workdir: paths.PathLike, step: int, kimg: float, results: dict, writer) -> None:
   """One JSON line per evaluation in `metrics.jsonl` (as the reference's metric-*.jsonl)."""
   writer.write_scalars(step, {f'metrics/{k}': v for k, v in results.items()})
   run_files.append_jsonl(workdir / 'metrics.jsonl',   # A kill can only cut the last line.

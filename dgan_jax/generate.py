@@ -12,7 +12,6 @@ from `fold_in(key(0), seed)`, so an image does not depend on which other seeds a
 from __future__ import annotations
 
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +19,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from dgan_jax import errors, families, grids, run_dir
+from dgan_jax import errors, families, grids, paths, run_dir
 
 NOISE_MODES = ('const', 'random', 'none')
 
@@ -141,8 +140,9 @@ def interpolation(maker: ImageMaker, z, c, seeds, steps: int = 8, max_seeds: int
   return frames.reshape((k, steps) + frames.shape[1:])
 
 
-def _save(path: pathlib.Path, image: np.ndarray) -> None:
-  Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+def _save(path: paths.PathLike, image: np.ndarray) -> None:
+  with paths.path(path).open('wb') as f:   # local or gs://
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(f, format='PNG')
 
 
 def run(workdir, seeds='0-63', trunc: float = 1.0, noise_mode: str = 'const',
@@ -170,23 +170,24 @@ def run(workdir, seeds='0-63', trunc: float = 1.0, noise_mode: str = 'const',
   nets, state = run_dir.restore_state(workdir, config, step)
   c = class_labels(len(seeds), nets.c_dim, class_idx)
   z = seed_latents(seeds, nets.z_dim)
-  outdir = pathlib.Path(outdir or pathlib.Path(workdir) / 'generate')
+  outdir = paths.path(outdir or paths.path(workdir) / 'generate')
   outdir.mkdir(parents=True, exist_ok=True)
   maker = ImageMaker(nets, state, trunc, noise_mode)
   images = maker.images(z, c, seeds)
-  paths = {'seeds': []}
+  written = {'seeds': []}
   for seed, image in zip(seeds, images):
-    paths['seeds'].append(outdir / f'seed{seed:04d}.png')
-    _save(paths['seeds'][-1], image)
-  paths['grid'] = outdir / 'grid.png'
-  _save(paths['grid'], grids.tile(images, math.ceil(math.sqrt(len(images)))))
+    written['seeds'].append(outdir / f'seed{seed:04d}.png')
+    _save(written['seeds'][-1], image)
+  written['grid'] = outdir / 'grid.png'
+  _save(written['grid'], grids.tile(images, math.ceil(math.sqrt(len(images)))))
   frames = interpolation(maker, z, c, seeds, interp_steps) if interp_steps > 0 else None
   if frames is not None:
-    paths['interpolation'] = outdir / 'interpolation.png'
-    _save(paths['interpolation'], grids.tile(frames.reshape((-1,) + frames.shape[2:]),
+    written['interpolation'] = outdir / 'interpolation.png'
+    _save(written['interpolation'], grids.tile(frames.reshape((-1,) + frames.shape[2:]),
                                              frames.shape[1]))
-    paths['animation'] = outdir / 'interpolation.gif'
+    written['animation'] = outdir / 'interpolation.gif'
     gif = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f)
            for f in frames.reshape((-1,) + frames.shape[2:])]
-    gif[0].save(paths['animation'], save_all=True, append_images=gif[1:], duration=80, loop=0)
-  return paths
+    with written['animation'].open('wb') as f:
+      gif[0].save(f, format='GIF', save_all=True, append_images=gif[1:], duration=80, loop=0)
+  return written

@@ -1,12 +1,12 @@
 """Image grids: the training reals once, and G_ema samples from fixed latents during training."""
 from __future__ import annotations
 
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
+
+from dgan_jax import paths
 
 
 def to_uint8(images) -> np.ndarray:
@@ -23,8 +23,9 @@ def tile(images: np.ndarray, cols: int) -> np.ndarray:
   return padded.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
 
 
-def save_png(path: pathlib.Path, grid: np.ndarray) -> None:
-  Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+def save_png(path: paths.PathLike, grid: np.ndarray) -> None:
+  with paths.path(path).open('wb') as f:   # local or gs://
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(f, format='PNG')
 
 
 def grid_size(resolution: int) -> int:
@@ -38,8 +39,8 @@ class SampleGrid:
   Named `fakesKKKKKK.png` by whole kimg as the reference when grids are at least 1 kimg apart,
   else `fakes_stepSSSSSSS.png`, so the grids of a short run never overwrite each other."""
 
-  def __init__(self, config, nets, workdir: pathlib.Path):
-    self.nets, self.workdir = nets, pathlib.Path(workdir)
+  def __init__(self, config, nets, workdir: paths.PathLike):
+    self.nets, self.workdir = nets, paths.path(workdir)
     self.cols = grid_size(config.data.resolution)
     n = self.cols * self.cols
     self.batch_size = config.train.batch_size

@@ -1,11 +1,12 @@
 """Figures of a run that are not images: the adaptive diffusion's trajectory."""
 from __future__ import annotations
 
-import pathlib
 from typing import Sequence
 
+from dgan_jax import paths
 
-def plot_trajectory(path: pathlib.Path, steps: Sequence[int], p: Sequence[float], T: Sequence[int],
+
+def plot_trajectory(path: paths.PathLike, steps: Sequence[int], p: Sequence[float], T: Sequence[int],
                     r_d: Sequence[float], target: float) -> None:
   """Diffusion level p, T and r_d against training step."""
   import matplotlib
@@ -23,5 +24,6 @@ def plot_trajectory(path: pathlib.Path, steps: Sequence[int], p: Sequence[float]
   axes[2].set_xlabel('training step')
   axes[2].legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  with paths.path(path).open('wb') as f:   # local or gs://
+    fig.savefig(f, format='png', dpi=110)
   plt.close(fig)

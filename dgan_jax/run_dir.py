@@ -6,25 +6,24 @@ write is exactly what `train.train_and_evaluate` reads and writes.
 """
 from __future__ import annotations
 
-import pathlib
 
 import jax
 import ml_collections
 
-from dgan_jax import checkpoint, errors, families, run_files
+from dgan_jax import checkpoint, errors, families, paths, run_files
 from dgan_jax.interop import reference_config
 from dgan_jax.networks import Networks
 from dgan_jax.train_state import TrainState
 
 
-def load_config(workdir: str | pathlib.Path, step: int | None = None,
+def load_config(workdir: paths.PathLike, step: int | None = None,
                 expected: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
   """The config a run's checkpoint was saved with (else `<workdir>/config.json`).
 
   If `expected` (e.g. a --config given on the command line) defines different networks, raises a
   ValueError listing the differing fields: the checkpoint comes from another preset or variant.
   """
-  workdir = pathlib.Path(workdir)
+  workdir = paths.path(workdir)
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)   # Creates nothing in a missing workdir.
   try:
     if ckpt.latest_step() is None:
@@ -76,7 +75,7 @@ def abstract_state(config: ml_collections.ConfigDict, nets: Networks, sharding=N
   return checkpoint.abstract_like(shapes, sharding)
 
 
-def restore_state(workdir: str | pathlib.Path, config: ml_collections.ConfigDict,
+def restore_state(workdir: paths.PathLike, config: ml_collections.ConfigDict,
                   step: int | None = None) -> tuple[Networks, TrainState]:
   """(networks, full train state) of a run's checkpoint `step` (latest if None), on one device."""
   nets = families.get(config).build_networks(config)
@@ -93,10 +92,10 @@ def restore_state(workdir: str | pathlib.Path, config: ml_collections.ConfigDict
   return nets, state
 
 
-def write_run(workdir: str | pathlib.Path, config: ml_collections.ConfigDict, state: TrainState,
-              step: int) -> pathlib.Path:
+def write_run(workdir: paths.PathLike, config: ml_collections.ConfigDict, state: TrainState,
+              step: int) -> paths.epath.Path:
   """Writes `config.json` and a checkpoint at `step`, as the training loop does; returns workdir."""
-  workdir = pathlib.Path(workdir)
+  workdir = paths.path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   run_files.write_atomic(workdir / 'config.json', config.to_json(indent=2))
   ckpt = checkpoint.Checkpointer(workdir)

@@ -7,6 +7,10 @@ one line per write; a kill can only cut its last line, which `read_jsonl` skips 
 `append_jsonl` finishes with a newline first. Readers are tolerant: a damaged file (from an older
 version, a disk error or a hand edit) is moved aside to `<name>.damaged` with a warning, and the
 caller gets the default instead of a crash that would block every resume.
+
+On a bucket (gs://, dgan_jax/paths.py) there is no rename and no append: a file is written in
+place (an object appears whole when it is closed, so readers still never see half of it) and
+`metrics.jsonl` is rewritten whole on each append.
 """
 from __future__ import annotations
 
@@ -18,9 +22,15 @@ from typing import Any
 
 from absl import logging
 
+from dgan_jax import paths
 
-def write_atomic(path: str | pathlib.Path, text: str) -> None:
-  """Replaces `path` with `text` in one step (temp file in the same folder + fsync + rename)."""
+
+def write_atomic(path: paths.PathLike, text: str) -> None:
+  """Replaces `path` with `text` in one step (temp file in the same folder + fsync + rename;
+  on a bucket one object write)."""
+  if paths.is_remote(path):
+    paths.path(path).write_text(text)
+    return
   path = pathlib.Path(path)
   fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
   try:
@@ -38,13 +48,13 @@ def write_atomic(path: str | pathlib.Path, text: str) -> None:
   _fsync_dir(path.parent)
 
 
-def write_json(path: str | pathlib.Path, value: Any, indent: int | None = None) -> None:
+def write_json(path: paths.PathLike, value: Any, indent: int | None = None) -> None:
   write_atomic(path, json.dumps(value, indent=indent))
 
 
-def read_json(path: str | pathlib.Path, default: Any = None) -> Any:
+def read_json(path: paths.PathLike, default: Any = None) -> Any:
   """The JSON value in `path`; `default` if the file is missing, or damaged (then moved aside)."""
-  path = pathlib.Path(path)
+  path = paths.path(path)
   try:
     text = path.read_text()
   except FileNotFoundError:
@@ -57,10 +67,15 @@ def read_json(path: str | pathlib.Path, default: Any = None) -> Any:
     return default
 
 
-def append_jsonl(path: str | pathlib.Path, record: dict) -> None:
+def append_jsonl(path: paths.PathLike, record: dict) -> None:
   """Appends one JSON line (after closing a line a killed writer left unfinished)."""
-  path = pathlib.Path(path)
   line = json.dumps(record) + '\n'
+  if paths.is_remote(path):
+    path = paths.path(path)
+    old = path.read_text() if path.exists() else ''
+    path.write_text(old + ('\n' if old and not old.endswith('\n') else '') + line)
+    return
+  path = pathlib.Path(path)
   with open(path, 'a+b') as f:
     f.seek(0, os.SEEK_END)
     if f.tell() > 0:
@@ -72,13 +87,15 @@ def append_jsonl(path: str | pathlib.Path, record: dict) -> None:
     os.fsync(f.fileno())
 
 
-def read_jsonl(path: str | pathlib.Path) -> list:
+def read_jsonl(path: paths.PathLike) -> list:
   """The records of a JSON-lines file; unreadable lines (a cut last line) are skipped."""
-  path = pathlib.Path(path)
+  path = paths.path(path)
   if not path.exists():
     return []
   records = []
-  for number, line in enumerate(path.read_text(errors='replace').splitlines(), 1):
+  with path.open('rb') as f:
+    text = f.read().decode(errors='replace')
+  for number, line in enumerate(text.splitlines(), 1):
     if not line.strip():
       continue
     try:
@@ -88,14 +105,15 @@ def read_jsonl(path: str | pathlib.Path) -> list:
   return records
 
 
-def move_aside(path: pathlib.Path) -> pathlib.Path:
+def move_aside(path: paths.PathLike) -> paths.epath.Path:
   """Renames `path` to `<path>.damaged` (`.damaged.1`, ... if taken); never deletes anything."""
+  path = paths.path(path)
   target = path.with_name(path.name + '.damaged')
   n = 0
   while target.exists():
     n += 1
     target = path.with_name(f'{path.name}.damaged.{n}')
-  os.replace(path, target)
+  path.replace(target)
   return target
 
 

@@ -14,17 +14,16 @@ half-made run behind (a diverged or crashed run keeps its logs).
 from __future__ import annotations
 
 import contextlib
-import pathlib
 import shutil
 
 import jax
 import ml_collections
 from absl import logging
 
-from dgan_jax import checkpoint, errors, resume_check, run_files, workdir_lock
+from dgan_jax import checkpoint, errors, paths, resume_check, run_files, workdir_lock
 
 
-def saved_run_config(workdir: pathlib.Path) -> tuple[dict | None, int | None]:
+def saved_run_config(workdir: paths.epath.Path) -> tuple[dict | None, int | None]:
   """(config, step) of the newest checkpoint whose config reads; (None, None) without checkpoints."""
   if not _has_checkpoint(workdir):
     # Not `checkpoints/` alone: process 0 creates it (check_writable) while the others may still be
@@ -48,9 +47,10 @@ def saved_run_config(workdir: pathlib.Path) -> tuple[dict | None, int | None]:
 
 
 @contextlib.contextmanager
-def open_run(workdir: str | pathlib.Path, config: ml_collections.ConfigDict):
-  """Yields the workdir (a pathlib.Path) ready for training; see the module docstring."""
-  workdir = pathlib.Path(workdir)
+def open_run(workdir: paths.PathLike, config: ml_collections.ConfigDict):
+  """Yields the workdir (an epath.Path, local or gs://) ready for training; see the module
+  docstring."""
+  workdir = paths.path(workdir)
   is_main = jax.process_index() == 0
   created = not workdir.exists()
   try:
@@ -72,13 +72,16 @@ def open_run(workdir: str | pathlib.Path, config: ml_collections.ConfigDict):
     yield workdir
   except errors.UserError:
     if created and is_main and not _has_checkpoint(workdir):
-      shutil.rmtree(workdir, ignore_errors=True)
+      if paths.is_remote(workdir):
+        workdir.rmtree(missing_ok=True)
+      else:
+        shutil.rmtree(workdir, ignore_errors=True)
     raise
   finally:
     if lock is not None:
       lock.release()
 
 
-def _has_checkpoint(workdir: pathlib.Path) -> bool:
+def _has_checkpoint(workdir: paths.epath.Path) -> bool:
   directory = workdir / 'checkpoints'
   return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())

@@ -6,12 +6,11 @@ layers of 128 units and LeakyReLU; the discriminator also takes the diffusion ti
 """
 from __future__ import annotations
 
-import pathlib
-
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from dgan_jax import paths
 from dgan_jax.models import layers
 from dgan_jax.models.discriminator import timestep_features
 
@@ -103,7 +102,7 @@ class ToyDiscriminator(nn.Module):
 # Figures.
 
 
-def plot_report(path: pathlib.Path, data: np.ndarray, samples: np.ndarray, d_fn, title: str) -> None:
+def plot_report(path: paths.PathLike, data: np.ndarray, samples: np.ndarray, d_fn, title: str) -> None:
   """Paper figure 5 style: data, generated samples, and D(x, t = 0) over the plane."""
   import matplotlib
   matplotlib.use('Agg')
@@ -130,5 +129,6 @@ def plot_report(path: pathlib.Path, data: np.ndarray, samples: np.ndarray, d_fn,
     ax.set_aspect('equal')
   fig.suptitle(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  with paths.path(path).open('wb') as f:   # local or gs://
+    fig.savefig(f, format='png', dpi=110)
   plt.close(fig)

@@ -6,7 +6,6 @@ if `<workdir>/checkpoints` holds a checkpoint, training continues from it with t
 """
 from __future__ import annotations
 
-import pathlib
 import time
 
 import jax
@@ -17,7 +16,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dgan_jax import checkpoint, config_checks, evaluation, families, plots, steps
+from dgan_jax import checkpoint, config_checks, evaluation, families, paths, plots, steps
 from dgan_jax import divergence, errors, interrupts, run_files, run_guard  # [reliability]
 from dgan_jax.data.device import prefetch_to_mesh
 from dgan_jax.networks import Networks
@@ -49,7 +48,7 @@ def total_steps(config: ml_collections.ConfigDict) -> int:
   return int(np.ceil(config.train.total_kimg * 1000 / config.train.batch_size))
 
 
-def make_writer(workdir: pathlib.Path, config: ml_collections.ConfigDict, is_main: bool):
+def make_writer(workdir: paths.PathLike, config: ml_collections.ConfigDict, is_main: bool):
   """TensorBoard events (main process); every scalar also logged with `train.verbose_logs`.
 
   By default the console shows one progress line per log interval (see _print_progress), not clu's
@@ -94,7 +93,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     return _train_in_workdir(config, family, workdir, mesh, stop_after_steps)
 
 
-def _train_in_workdir(config: ml_collections.ConfigDict, family, workdir: pathlib.Path, mesh,
+def _train_in_workdir(config: ml_collections.ConfigDict, family, workdir: paths.PathLike, mesh,
                       stop_after_steps: int | None) -> TrainState:
   """The body of `train_and_evaluate` once the workdir is open (locked, config checked)."""
   is_main = jax.process_index() == 0
@@ -212,7 +211,7 @@ class BestCheckpoint:
   `best.json` records the best value and step, so a resumed run keeps comparing against it.
   """
 
-  def __init__(self, workdir: pathlib.Path, evaluator, guard=None):
+  def __init__(self, workdir: paths.PathLike, evaluator, guard=None):
     self.workdir, self.evaluator = workdir, evaluator
     self.ckpt = checkpoint.Checkpointer(workdir, keep=1, subdir='best', guard=guard)
     self.best = (run_files.read_json(workdir / 'best.json') or {}).get('value')   # [reliability]
@@ -294,11 +293,11 @@ def _print_progress(row: dict, step: int, num_steps: int, clock: _SteadyClock, c
         f'loss G {row["loss/G"]:.3f} D {row["loss/D"]:.3f} | {speed} | {eta_text}', flush=True)
 
 
-def _load_history(workdir: pathlib.Path) -> list:
+def _load_history(workdir: paths.PathLike) -> list:
   return run_files.read_json(workdir / 'diffusion_history.json', default=[])   # [reliability]
 
 
-def _save_history(workdir: pathlib.Path, history: list) -> None:
+def _save_history(workdir: paths.PathLike, history: list) -> None:
   run_files.write_json(workdir / 'diffusion_history.json', history)   # [reliability] atomic
 
 
@@ -309,7 +308,7 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, step: int | No
   family = setup_config(config, mesh.size)
   if not config.eval.metrics:
     raise errors.UserError('--mode=eval needs metrics: --config.eval.metrics=fid50k_full,...')
-  workdir = pathlib.Path(workdir)
+  workdir = paths.path(workdir)
   if not any((workdir / 'checkpoints').glob('[0-9]*')):
     raise errors.MissingInputError(f'No checkpoint under {workdir / "checkpoints"}; train first or '
                                    'check --workdir.')

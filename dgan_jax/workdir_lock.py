@@ -5,6 +5,9 @@ it dies (kill -9 included), so a lock left behind by a dead process is never mis
 one. The file names its holder (pid, host, start time) for the message a second process gets, and
 for the note when a new run takes over the file a killed one left behind. Only process 0 of a
 multi-host run takes it (all hosts of one run share the workdir).
+
+A bucket (gs://) has no flock: there the lock does nothing (with a note), and keeping one writer
+per workdir is up to whoever starts the runs (launch/tpu_vm.sh runs one job per TPU; docs/launch.md).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import time
 
 from absl import logging
 
-from dgan_jax import errors
+from dgan_jax import errors, paths
 
 LOCK_NAME = '.lock'
 
@@ -25,12 +28,17 @@ LOCK_NAME = '.lock'
 class WorkdirLock:
   """`acquire()` or raise WorkdirLockedError; `release()` (also as a context manager)."""
 
-  def __init__(self, workdir: str | pathlib.Path):
-    self.path = pathlib.Path(workdir) / LOCK_NAME
+  def __init__(self, workdir: paths.PathLike):
+    self.remote = paths.is_remote(workdir)
+    self.path = paths.path(workdir) / LOCK_NAME if self.remote else pathlib.Path(workdir) / LOCK_NAME
     self._fd = None
     self.took_over = None    # The holder record of a dead process whose lock file we took over.
 
   def acquire(self) -> 'WorkdirLock':
+    if self.remote:
+      logging.info('%s is in a bucket, which has no file locks: not locked (one writer per '
+                   'workdir is up to the launcher; docs/launch.md).', self.path.parent)
+      return self
     while True:
       fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
       try:

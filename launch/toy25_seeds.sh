@@ -17,6 +17,7 @@ for s in $seeds; do
   if [ "$running" -ge 2 ]; then wait -n; running=$((running - 1)); fi
 done
 wait
+# shellcheck disable=SC2086  # $seeds is a list of words on purpose.
 python - "$runs" $seeds <<'PY'
 import json, sys
 runs, seeds = sys.argv[1], sys.argv[2:]

@@ -9,6 +9,20 @@ import jax  # noqa: E402
 jax.config.update("jax_platforms", "cpu")
 jax.config.update("jax_num_cpu_devices", 8)
 
+# One persistent compilation cache for the whole test session (xdist workers and the command-line
+# runs the tests start share it through the environment): many tests compile the same tiny steps,
+# and a compiled program is keyed by its HLO, jax version and flags, so a changed code path never
+# reuses a stale one. DGAN_JAX_TEST_JIT_CACHE=off disables it.
+import tempfile  # noqa: E402
+
+_JIT_CACHE = os.environ.setdefault(
+    "DGAN_JAX_TEST_JIT_CACHE", os.path.join(tempfile.gettempdir(), f"dgan_jax_test_jit_cache_{os.getuid()}"))
+if _JIT_CACHE != "off":
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _JIT_CACHE)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
 import ast  # noqa: E402
 import pathlib  # noqa: E402
 

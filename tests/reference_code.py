@@ -105,14 +105,24 @@ def _shims(timm):
     if not hasattr(model, 'act1'):
       model.act1 = torch.nn.Identity()
     return model
-  had_int = 'int' in np.__dict__
   timm.create_model = create_model
+  try:
+    with numpy_aliases():
+      yield
+  finally:
+    timm.create_model = create
+
+
+@contextlib.contextmanager
+def numpy_aliases():
+  """`np.int` (used by the reference's `Diffusion.update_T`, removed in numpy 1.24) aliased to
+  int while the block runs."""
+  had_int = 'int' in np.__dict__
   if not had_int:
     np.int = int
   try:
     yield
   finally:
-    timm.create_model = create
     if not had_int:
       del np.int
 

@@ -4,6 +4,7 @@ this CPU, with the accelerator code paths forced (native convolutions, the bfloa
 so a lowering failure on those backends fails CI here."""
 import re
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
@@ -87,3 +88,29 @@ def test_controller_generation_and_features_lower(setup):
   images = jax.ShapeDtypeStruct((4, 32, 32, 3), jnp.uint8)
   text = export_text(jax.jit(inception.apply_fn()), variables, images)
   assert 'stablehlo.convolution' in text
+
+
+def test_d_input_and_fromrgb_stay_float32_under_bfloat16(setup):
+  """Under the GPU/TPU bfloat16 policy, in the traced training step (R1 phase included): every
+  image D sees (diffused reals and fakes) and every fromrgb layer is float32, while the blocks'
+  other convolutions run in bfloat16 (docs/models.md: bf16 rounding at t = 1 exceeds the noise)."""
+  config, nets, mesh, g_tx, d_tx, state = setup
+  seen = {'d_images': set(), 'fromrgb': set(), 'conv0': set()}
+
+  def record(next_fun, args, kwargs, context):
+    module = context.module
+    if context.method_name == '__call__':
+      if type(module).__name__ == 'Discriminator':
+        seen['d_images'].add(jnp.dtype(args[0].dtype).name)
+      elif module.name in ('fromrgb', 'conv0') and module.parent is not None and \
+          type(module.parent).__name__ == 'DiscriminatorBlock':
+        seen[module.name].add(jnp.dtype(args[0].dtype).name)
+    return next_fun(*args, **kwargs)
+
+  data = NamedSharding(mesh, P('data'))
+  batch = {'image': jax.ShapeDtypeStruct((16, 32, 32, 3), jnp.uint8, sharding=data),
+           'label': jax.ShapeDtypeStruct((16, 0), jnp.float32, sharding=data)}
+  with platform.for_platform('cuda'), nn.intercept_methods(record):
+    fn = steps.make_train_step(config, nets, mesh, g_tx, d_tx, steps.Phases(r1=True))
+    jax.eval_shape(fn, state, batch)
+  assert seen == {'d_images': {'float32'}, 'fromrgb': {'float32'}, 'conv0': {'bfloat16'}}, seen

@@ -20,14 +20,13 @@ interface, so a new family is one module set and a config, never a branch in the
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from dgan_jax import diffusion, errors, steps
+from dgan_jax import diffusion, errors, paths, steps
 from dgan_jax.networks import Networks
 from dgan_jax.train_state import TrainState, lazy_adam
 
@@ -107,11 +106,11 @@ class Family:
     del config
     return None
 
-  def sample_grid(self, config: ml_collections.ConfigDict, nets: Networks, workdir: pathlib.Path):
+  def sample_grid(self, config: ml_collections.ConfigDict, nets: Networks, workdir: paths.PathLike):
     del config, nets, workdir
     return None
 
-  def final_report(self, config, nets: Networks, state: TrainState, workdir: pathlib.Path, writer):
+  def final_report(self, config, nets: Networks, state: TrainState, workdir: paths.PathLike, writer):
     del config, nets, state, workdir, writer
 
   def export_state_dicts(self, config: ml_collections.ConfigDict, state: TrainState,
@@ -150,7 +149,7 @@ class ImageFamily(Family):
     from dgan_jax.data import pipeline
     return pipeline.label_distribution(config.data, config.seed)
 
-  def sample_grid(self, config: ml_collections.ConfigDict, nets: Networks, workdir: pathlib.Path):
+  def sample_grid(self, config: ml_collections.ConfigDict, nets: Networks, workdir: paths.PathLike):
     from dgan_jax import grids
     return grids.SampleGrid(config, nets, workdir)
 

@@ -1,15 +1,13 @@
 """The 25-Gaussians toy as a model family: 2-D MLPs, synthetic data, mode-coverage report."""
 from __future__ import annotations
 
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
-from dgan_jax import run_files, toy
+from dgan_jax import paths, run_files, toy
 from dgan_jax.families.base import Family, size_problems
 from dgan_jax.networks import Networks
 
@@ -41,7 +39,7 @@ class ToyFamily(Family):
     return toy.data_batches(config.seed, config.train.batch_size, start_step,
                             jax.process_index(), jax.process_count())
 
-  def final_report(self, config, nets: Networks, state, workdir: pathlib.Path, writer):
+  def final_report(self, config, nets: Networks, state, workdir: paths.PathLike, writer):
     """Samples of G_ema, the mode coverage, and the paper's figure 5 panels."""
     n = 10_000
     z = jax.random.normal(jax.random.key(config.seed + 1), (n, nets.z_dim))
@@ -49,7 +47,8 @@ class ToyFamily(Family):
     samples, _ = jax.jit(lambda p, b: nets.generate(p, b, z, c, jax.random.key(0)))(
         state.g_ema_params, state.g_buffers)
     samples = np.asarray(samples, np.float32)
-    np.save(workdir / 'samples.npy', samples)
+    with (workdir / 'samples.npy').open('wb') as f:   # local or gs:// (dgan_jax/paths.py)
+      np.save(f, samples)
     cov = toy.mode_coverage(samples)
     data = toy.sample_data(np.random.default_rng(config.seed), n)
 
