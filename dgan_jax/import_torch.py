@@ -3,7 +3,8 @@
   python -m dgan_jax.import_torch --pkl=network-snapshot.pkl --out=runs/imported \
       [--config=configs/cifar10.py] [--init_d=pickle|fresh]
 
-Reads the authors' Diffusion-StyleGAN2 snapshots and stylegan2-ada pickles as data (no code from
+Reads the authors' Diffusion-StyleGAN2 and Diffusion-ProjectedGAN snapshots (interop/projected_import.py)
+and stylegan2-ada pickles as data (no code from
 the pickle runs; torch is not needed, see interop/torch_pickle.py), and writes `config.json` plus a
 checkpoint that `--mode=generate` / `--mode=eval` read and that training resumes from. The
 reference saves no optimizer state: Adam moments start at zero; the image count, p and T come from
@@ -21,7 +22,7 @@ import ml_collections
 import numpy as np
 
 from dgan_jax import diffusion, errors, run_dir
-from dgan_jax.interop import reference_config, torch_pickle
+from dgan_jax.interop import projected_import, reference_config, torch_pickle
 from dgan_jax.models import presets, torch_names
 from dgan_jax.families import build_networks
 from dgan_jax.families.base import init_augment_state
@@ -301,7 +302,8 @@ def restore_level(ctrl: diffusion.DiffusionState, p: float, cfg) -> diffusion.Di
   T = diffusion.ticks_to_T(ticks, cfg)
   key, sub = jax.random.split(ctrl.key)
   return ctrl.replace(p_ticks=ticks, p=(ticks / diffusion.ticks_per_unit(cfg)).astype(jnp.float32),
-                      T=T, t_epl=diffusion.sample_t_epl(sub, T, cfg, ctrl.t_epl.shape[0]), key=key)
+                      T=T, t_epl=diffusion.sample_t_epl(sub, T, cfg, ctrl.t_epl.shape[0], ticks),
+                      key=key)
 
 
 def import_pickle(pkl: str | pathlib.Path, out: str | pathlib.Path,
@@ -314,6 +316,13 @@ def import_pickle(pkl: str | pathlib.Path, out: str | pathlib.Path,
   if (out / 'checkpoints').exists() and any((out / 'checkpoints').iterdir()):
     raise errors.OutputExistsError(f'{out} already holds checkpoints; choose a new --out directory.')
   ref = read_pickle(pkl)
+  if projected_import.is_projected(ref):       # Diffusion-ProjectedGAN snapshots
+    if init_d != 'pickle':
+      raise errors.UserError('--init_d=fresh: a projected pickle\'s D (mixers, backbone) is '
+                             'always imported; drop --init_d.')
+    config = projected_import.config_for(ref, config)
+    state, step = projected_import.build_state(ref, config, restore_level)
+    return run_dir.write_run(out, config, state, step)
   config = config_for_pickle(ref, config, init_d)
   state, step = build_state(ref, config, init_d)
   return run_dir.write_run(out, config, state, step)

@@ -297,3 +297,29 @@ def test_training_resumes_from_an_imported_pickle(tmp_path, fake_reference_modul
   assert int(state.step) == 1600 // 16 + 1 and int(state.images_seen) == 1600 + 16
   assert abs(float(state.diffusion.p) - 0.3) < 0.01
   assert float(np.abs(np.asarray(state.g_opt_state[1][0].nu['mapping']['fc0']['weight'])).max()) > 0
+
+
+def test_projected_pickle_imports_exactly(tmp_path, fake_reference_modules):
+  """A Diffusion-ProjectedGAN snapshot (our export of a random :smoke state, pickled in the
+  reference's persistence format) imports as a projected run: the config from its kwargs, G,
+  G_ema, D (backbone and mixers), the image count and p back bit for bit."""
+  from configs import cifar10_projected
+  config = cifar10_projected.get_config('smoke')
+  _, state = helpers.random_state(config)
+  ctrl = import_torch.restore_level(state.diffusion, 0.4, config.diffusion)
+  state = state.replace(images_seen=np.int32(800), step=np.int32(100), diffusion=ctrl)
+  bundle = export.bundle(config, state)
+  pkl = mimic_pickle(tmp_path / 'diffusion-projectedgan-smoke.pkl', fake_reference_modules, bundle)
+  out = import_torch.import_pickle(pkl, tmp_path / 'run')
+  saved = run_dir.load_config(out)
+  assert saved.model.family == 'projected' and saved.model.projected.backbone == 'checkpoint'
+  assert (saved.model.projected.cfg, saved.model.projected.ngf, saved.model.projected.z_dim) == (
+      'fastgan', 4, 16)
+  assert saved.diffusion.target == 0.45 and saved.diffusion.t_per_channel
+  _, restored = run_dir.restore_state(out, saved)
+  assert int(restored.images_seen) == 800 and int(restored.step) == 800 // saved.train.batch_size
+  np.testing.assert_allclose(float(restored.diffusion.p), 0.4, atol=1e-4)
+  for tree in ('g_params', 'g_ema_params', 'g_buffers', 'd_params', 'd_buffers'):
+    for a, b in zip(jax.tree.leaves(getattr(state, tree)), jax.tree.leaves(getattr(restored, tree))):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=tree)
+  assert_same_state_dicts(bundle, export.bundle(saved, restored))

@@ -178,7 +178,7 @@ def backbone_weights(config: ml_collections.ConfigDict):
   """The pretrained EfficientNet tree (read once per file), or None for a random backbone."""
   from dgan_jax.models.projected import config as pconfig
   s = config.model.projected
-  if s.backbone == 'random':
+  if s.backbone in ('random', 'checkpoint'):
     return None
   key = s.backbone_path or ''
   if key not in _BACKBONES:

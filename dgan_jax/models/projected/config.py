@@ -16,7 +16,7 @@ from dgan_jax.models.projected import fastgan, projector
 from dgan_jax.models.projected.discriminator import BACKBONE_SIZE, ProjectedDiscriminator
 
 CFGS = ('fastgan', 'fastgan_lite', 'stylegan2')
-BACKBONES = ('pretrained', 'random')
+BACKBONES = ('pretrained', 'random', 'checkpoint')   # checkpoint: an imported pickle's D
 
 
 def projected_settings(cfg: str = 'fastgan') -> ml_collections.ConfigDict:
@@ -47,6 +47,7 @@ def projected_settings(cfg: str = 'fastgan') -> ml_collections.ConfigDict:
   s.d_pos = 'first'               # --d_pos: first | last | none
   s.interp224 = 'auto'            # D_kwargs.interp224: auto = data resolution < 224; or True/False
   s.backbone = 'pretrained'       # pretrained (timm's weights file) | random (timm's init; tests, CPU)
+                                  # | checkpoint (imported pickles: the backbone is in the checkpoint)
   s.backbone_path = ''            # '' = the weights folder ($DGAN_JAX_METRICS_DIR, docs/projected.md)
   return s
 
@@ -141,6 +142,6 @@ def backbone_variables(config):
   the file, its URL and the folder. Call it before compiling anything.
   """
   s = config.model.projected
-  if s.backbone == 'random':
+  if s.backbone in ('random', 'checkpoint'):   # checkpoint: the restored state holds it
     return None
   return efficientnet_lite.load_variables(s.backbone_path or None)
