@@ -206,17 +206,58 @@ def test_sngan_baseline_trains_two_steps_on_eight_devices(tiny_zip):
   assert 't_embed' not in states[-1].d_params
 
 
-@pytest.mark.slow   # four compilations of the step: about a minute on a 2-core CPU
+# Biases right before a BatchNorm (kept, as in the original code) have no effect on any output, so
+# their gradients are rounding noise, which Adam scales to +-lr steps: they (and, through them, the
+# running means) differ between device counts by up to ~2 lr per step. Layer names per family.
+BN_FED = {('dcgan', 'g_params'): {'l0', 'dc1', 'dc2', 'dc3'},
+          ('dcgan', 'd_params'): {'c0_1', 'c1_0', 'c1_1', 'c2_0', 'c2_1', 'c3_0'},
+          ('sngan', 'g_params'): {'l1', 'c1', 'c2', 'c_sc'}}
+
+
+def bn_fed_bias(family, tree, path):
+  names = [getattr(k, 'key', None) for k in path]
+  return names[-1] == 'bias' and names[-2] in BN_FED.get((family, tree), ())
+
+
+@pytest.fixture(scope='module')
+def zip16(tmp_path_factory):
+  """16 px: no BatchNorm over a single pixel of two samples (a degenerate case at 8 px)."""
+  path = tmp_path_factory.mktemp('data16') / 'rand16.zip'
+  return data_helpers.write_dataset(path, data_helpers.random_images(64, 16))
+
+
+@pytest.mark.slow   # four compilations of the step: 1.5-4 minutes each on the shared 2-core CPU
 @pytest.mark.parametrize('family', sorted(CONFIGS))
-def test_one_and_eight_devices_give_the_same_run(family, tiny_zip):
-  """Per-sub-batch BatchNorm / spectral norm and draws: the device count does not change a run."""
-  config = tiny_config(family, True, tiny_zip)
-  config.train.n_dis = 1
-  _, eight, _ = run_family_steps(config, jax.devices()[:8], 2)
-  _, one, _ = run_family_steps(config, jax.devices()[:1], 2)
+def test_one_and_eight_devices_give_the_same_run(family, zip16):
+  """Per-sub-batch BatchNorm / spectral norm and draws: the device count does not change a run.
+  Losses and scores of both steps agree to float rounding; parameters to well under one Adam step
+  (Adam turns rounding differences in small gradients into visible ones), the noise-driven biases
+  before BatchNorm (BN_FED) to a few steps."""
+  config = CONFIGS[family].get_config('diffusion,smoke')
+  config.data.path, config.data.resolution, config.data.max_images = str(zip16), 16, 64
+  config.train.batch_size, config.train.batch_gpu, config.train.n_dis = 32, 4, 1
+  train.setup_config(config, 8)
+  _, eight, metrics8 = run_family_steps(config, jax.devices()[:8], 2)
+  _, one, metrics1 = run_family_steps(config, jax.devices()[:1], 2)
+  for m1, m8 in zip(metrics1, metrics8):
+    for key in ('loss/G', 'loss/D', 'scores/real', 'scores/fake', 'scores/fake_G'):
+      assert float(m1[key]) == pytest.approx(float(m8[key]), rel=1e-5, abs=1e-6), key
+  lr = config.optim.g_lr
   for tree in ('g_params', 'd_params', 'g_buffers', 'd_buffers'):
-    for a, b in zip(leaves(getattr(one[-1], tree)), leaves(getattr(eight[-1], tree))):
-      np.testing.assert_allclose(a, b, atol=5e-5, rtol=5e-4, err_msg=tree)
+    pairs = zip(jax.tree_util.tree_leaves_with_path(getattr(one[-1], tree)),
+                leaves(getattr(eight[-1], tree)))
+    for (path, a), b in pairs:
+      name = f'{tree}{jax.tree_util.keystr(path)}'
+      if bn_fed_bias(family, tree, path):
+        np.testing.assert_allclose(a, b, atol=4 * lr, err_msg=name)
+      elif tree.endswith('buffers') and getattr(path[-1], 'key', '') == 'mean':
+        # 0.1 (momentum 0.9) of those biases' differences, two updates per step; SNGAN's residual
+        # sums add two of them (2.1 lr measured at 16 px).
+        np.testing.assert_allclose(a, b, atol=4 * lr, err_msg=name)
+      elif tree.endswith('params'):
+        np.testing.assert_allclose(a, b, atol=0.75 * lr, err_msg=name)
+      else:
+        np.testing.assert_allclose(a, b, atol=5e-5, rtol=5e-4, err_msg=name)
   assert float(one[-1].diffusion.p) == float(eight[-1].diffusion.p)
 
 
