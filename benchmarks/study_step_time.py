@@ -5,8 +5,9 @@
 
 For each spec: the family's compiled step variants (SNGAN: with and without G main) run on random
 uint8 images already on the devices (the input pipeline is not measured), with the controller
-update where the config adapts something; prints the compile time and the steady-state seconds per
-step averaged over whole schedule periods (n_dis steps: one G update and n_dis D updates).
+update where the config adapts something; every step variant is compiled first, then the seconds
+per step are averaged over whole schedule periods (SNGAN: n_dis = 5 steps with one G update;
+StyleGAN2: 16 steps with one lazy R1).
 """
 import argparse
 import importlib.util
@@ -52,15 +53,18 @@ def measure(spec: str, num_steps: int) -> float:
   data = device.to_global(
       {'image': np.random.default_rng(0).integers(0, 256, (batch, res, res, 3), dtype=np.uint8),
        'label': np.zeros((batch, 0), np.float32)}, device.batch_sharding(mesh))
-  period = int(config.train.get('n_dis', 1))
+  variants, select = steps.phase_schedule(config)
+  period = next(i for i in range(1, 129)                        # the schedule's period
+                if all(select(s) == select(s % i) for s in range(256)))
+  first = sorted({min(s for s in range(period) if select(s) == v) for v in variants})
   start = time.perf_counter()
-  for i in range(period):                      # compiles every variant once
+  for i in first:                              # compiles every variant once
     state, _ = train_step(i, state, data)
   if update:
     state = update(state)
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - start
-  total = max(period, num_steps // period * period)
+  total = max(period, -(-num_steps // period) * period)
   start = time.perf_counter()
   for i in range(period, period + total):
     state, _ = train_step(i, state, data)
@@ -68,9 +72,9 @@ def measure(spec: str, num_steps: int) -> float:
       state = update(state)
   jax.block_until_ready(state)
   per_step = (time.perf_counter() - start) / total
-  print(f'{spec}: width {config.model.get("width", "-")}, batch {batch}, n_dis {period}: '
-        f'{per_step:.3f} s/step over {total} steps (first {period}: {compile_s:.0f} s with '
-        f'compilation)', flush=True)
+  print(f'{spec}: width {config.model.get("width", "-")}, batch {batch}, schedule period '
+        f'{period} ({len(variants)} step variants): {per_step:.3f} s/step over {total} steps '
+        f'(compiling the variants: {compile_s:.0f} s)', flush=True)
   return per_step
 
 

@@ -6,15 +6,19 @@
 # early and late (D overfitting; launch/study_table.py). Trains the offline classifier if absent.
 #
 #   bash launch/study_limited_data.sh [runs_dir] [seeds]
-#   env: DATA (train zip), CLF (classifier file), STEPS (steps per run), MAX_IMAGES (5000)
+#   env: DATA (train zip), CLF (classifier file), STEPS (steps per run), MAX_IMAGES (5000),
+#        ROWS (a subset of "stylegan2 diffusion stylegan2_ada stylegan2_diffaug")
 #
-# Defaults: 2 seeds, 1,000 steps of batch 32 (the :small preset's 32 kimg), 8 runs.
+# Defaults: 2 seeds, 2,000 steps of batch 32 (64 kimg, 13 passes over the 5,000 images). Measured
+# on the shared 2-core CPU (benchmarks/study_step_time.py; docs/families.md): StyleGAN2 0.52
+# s/step, Diffusion-StyleGAN2 0.79, + ADA 0.90, + DiffAugment 0.61, so 17 / 26 / 30 / 20 minutes of
+# steps per run plus 2-3 minutes of compilation and the final metrics; about 3.8 hours for 8 runs.
 set -euo pipefail
 runs=${1:-runs/study_limited_data}
 seeds=${2:-"0 1"}
 data=${DATA:-../shared/data/cifar10/train.zip}
 clf=${CLF:-$runs/cifar10_clf.npz}
-steps=${STEPS:-1000}
+steps=${STEPS:-2000}
 max_images=${MAX_IMAGES:-5000}
 mkdir -p "$runs"
 if [ ! -f "$clf" ]; then
@@ -23,7 +27,7 @@ fi
 declare -A labels=([stylegan2]="StyleGAN2" [diffusion]="Diffusion-StyleGAN2"
                    [stylegan2_ada]="StyleGAN2 + ADA" [stylegan2_diffaug]="StyleGAN2 + DiffAugment")
 table=()
-for row in stylegan2 diffusion stylegan2_ada stylegan2_diffaug; do
+for row in ${ROWS:-stylegan2 diffusion stylegan2_ada stylegan2_diffaug}; do
   dirs=""
   for seed in $seeds; do
     workdir="$runs/${row}_n${max_images}_seed$seed"

@@ -6,14 +6,17 @@
 #   bash launch/study_small_gans.sh [runs_dir] [seeds]
 #   env: DATA (train zip), CLF (classifier file), STEPS_DCGAN, STEPS_SNGAN (D steps per run)
 #
-# Defaults: 2 seeds, 1,500 DCGAN steps and 2,500 SNGAN steps (500 G updates): about 30-40 minutes
-# per run on the shared 2-core CPU (s/step measured in docs/families.md), 8 runs.
+# Defaults: 2 seeds, 2,000 DCGAN steps and 1,500 SNGAN steps (300 G updates), batch 64. Measured
+# on the shared 2-core CPU (benchmarks/study_step_time.py; docs/families.md): DCGAN 0.75 s/step,
+# Diffusion-DCGAN 0.91, SNGAN 1.22, Diffusion-SNGAN 1.20, so 25 / 30 / 31 / 30 minutes of steps per
+# run plus 2-3 minutes of start-up, compilation and the final fd10k-clf / kid10k-clf (measured with
+# 2-step runs); about 4.5 hours for the 8 runs (the first one also trains the classifier).
 set -euo pipefail
 runs=${1:-runs/study_small_gans}
 seeds=${2:-"0 1"}
 data=${DATA:-../shared/data/cifar10/train.zip}
 clf=${CLF:-$runs/cifar10_clf.npz}
-declare -A steps=([dcgan]=${STEPS_DCGAN:-1500} [sngan]=${STEPS_SNGAN:-2500})
+declare -A steps=([dcgan]=${STEPS_DCGAN:-2000} [sngan]=${STEPS_SNGAN:-1500})
 mkdir -p "$runs"
 if [ ! -f "$clf" ]; then
   python -m dgan_jax.metrics.train_classifier --data="$data" --out="$clf"

@@ -35,8 +35,8 @@ def spread(values: list) -> str:
     return '-'
   mean = sum(values) / len(values)
   if len(values) == 1:
-    return f'{mean:.3f}'
-  return f'{mean:.3f} ({", ".join(f"{v:.3f}" for v in values)})'
+    return f'{mean:.4g}'
+  return f'{mean:.4g} ({", ".join(f"{v:.4g}" for v in values)})'
 
 
 def score_gap(rows: list, fraction: float):

@@ -32,6 +32,6 @@ def test_table_rows_means_seeds_and_missing_runs(tmp_path, capsys):
   text = table([f'GAN={a},{b}', f'Diffusion-GAN={c},{tmp_path / "absent"}'])
   rows = text.splitlines()
   assert rows[0].startswith('| row | seeds | fd10k-clf')
-  assert rows[2] == '| GAN | 2 | 11.000 (10.000, 12.000) | 3.000 (2.000, 4.000) | - | 1.000 (1.000, 1.000) / 4.000 (3.000, 5.000) |'
-  assert rows[3] == '| Diffusion-GAN | 2 | 8.000 | 1.000 | 42 | 0.200 / 0.200 |'
+  assert rows[2] == '| GAN | 2 | 11 (10, 12) | 3 (2, 4) | - | 1 (1, 1) / 4 (3, 5) |'
+  assert rows[3] == '| Diffusion-GAN | 2 | 8 | 1 | 42 | 0.2 / 0.2 |'
   assert 'absent' in capsys.readouterr().err

@@ -26,7 +26,7 @@ PAPER_FID = {'dcgan': ('28.65', '24.67'), 'sngan': ('20.76', '17.23')}
 
 @pytest.fixture(scope='module')
 def tiny_zip(tmp_path_factory):
-  """64 random 8x8 images: G upsamples a 1x1 grid, D sees 8 px (the 32 px layers, cheaper)."""
+  """64 random 8x8 images: every layer of the 32 px networks, on a 1x1 grid (G) and 8 px (D)."""
   path = tmp_path_factory.mktemp('data') / 'rand8.zip'
   return data_helpers.write_dataset(path, data_helpers.random_images(64, 8))
 
