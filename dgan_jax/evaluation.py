@@ -112,7 +112,8 @@ def training_evaluator(config: ml_collections.ConfigDict, nets: Networks, label_
     try:
       evaluate.feature_nets_for([name], config.eval.inception_path or None,
                                 config.eval.vgg16_path or None,
-                                parse_domain_nets(config.eval.domain_nets))
+                                parse_domain_nets(config.eval.domain_nets),
+                                config.eval.get('clf_path') or None)
       kept.append(name)
     except FileNotFoundError as e:
       logging.warning('Metric %s skipped: %s', name, e)

@@ -155,10 +155,12 @@ def _train_in_workdir(config: ml_collections.ConfigDict, family, workdir: paths.
   stop = interrupts.StopFlag()   # [reliability] SIGTERM and Ctrl-C
   t0, step = time.time(), start
   clock = _SteadyClock(start)
+  latest = {}   # Each metric's last value: with train.n_dis > 1 most steps have no G loss.
   try:
     while step < end and not stop.set:
       batch = next(data)
       state, metrics = train_step(step, state, batch)
+      latest.update(metrics)
       step += 1
       clock.tick(step, state)
       health.observe(metrics, step)   # [reliability] no host sync
@@ -167,7 +169,7 @@ def _train_in_workdir(config: ml_collections.ConfigDict, family, workdir: paths.
       if step % config.train.log_every_steps == 0 or step == end:
         images_per_sec = (step - start) * config.train.batch_size / (time.time() - t0)
         health.check(step, state, metrics)   # [reliability] raises DivergenceError
-        row = _log(writer, step, state, metrics, config, images_per_sec)
+        row = _log(writer, step, state, latest, config, images_per_sec)
         history.append(row)
         if is_main:
           _print_progress(row, step, num_steps, clock, config)
@@ -242,7 +244,10 @@ def _log(writer, step: int, state: TrainState, metrics, config, images_per_sec: 
   scalars.update({'progress/kimg': step * config.train.batch_size / 1000,
                   'progress/images_per_sec': images_per_sec})
   row = {'step': step, 'loss/G': scalars.get('loss/G', float('nan')),
-         'loss/D': scalars.get('loss/D', float('nan'))}
+         'loss/D': scalars.get('loss/D', float('nan')),
+         # D's mean logits on (diffused) reals and fakes: their gap over time shows D overfitting.
+         'score_real': scalars.get('scores/real', float('nan')),
+         'score_fake': scalars.get('scores/fake', float('nan'))}
   if config.diffusion.enabled:
     ctrl = jax.device_get(state.diffusion)
     scalars.update({'diffusion/p': float(ctrl.p), 'diffusion/T': float(ctrl.T),

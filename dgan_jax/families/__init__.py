@@ -1,7 +1,8 @@
 """Model families on one training loop: `config.model.family` picks networks, losses and phases.
 
 Each family lives in its own module and exposes `FAMILY` (see families/base.py for the interface);
-this registry maps names to modules, imported on first use.
+this registry maps names to modules, imported on first use. A module holding several families
+names the one it means as 'module:ATTRIBUTE' (the small GANs share families/small_gans.py).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ FAMILIES = {
     'stylegan2': 'dgan_jax.families.stylegan2',
     'insgen': 'dgan_jax.families.insgen',
     'projected': 'dgan_jax.families.projected',
+    'dcgan': 'dgan_jax.families.small_gans:DCGAN',
+    'sngan': 'dgan_jax.families.small_gans:SNGAN',
 }
 # Configs saved before families existed name an experiment instead.
 _LEGACY_EXPERIMENTS = {'toy': 'toy', 'image': 'stylegan2'}
@@ -36,7 +39,8 @@ def get(config_or_name) -> Family:
   name = config_or_name if isinstance(config_or_name, str) else family_name(config_or_name)
   if name not in FAMILIES:
     raise ValueError(f'config.model.family={name!r} is unknown; use one of {sorted(FAMILIES)}.')
-  return importlib.import_module(FAMILIES[name]).FAMILY
+  module, _, attribute = FAMILIES[name].partition(':')
+  return getattr(importlib.import_module(module), attribute or 'FAMILY')
 
 
 def build_networks(config: ml_collections.ConfigDict):

@@ -88,10 +88,11 @@ def default_path() -> pathlib.Path:
 
 
 def find(path: str | os.PathLike | None = None) -> pathlib.Path:
-  """`path`, else `<weights dir>/cifar10_clf.npz`; a missing file names the command that makes it."""
+  """`path`, else `<weights dir>/cifar10_clf.npz`; a missing file names the command that makes it
+  (a MissingInputError: a FileNotFoundError, and a UserError for the command lines)."""
   target = pathlib.Path(path).expanduser() if path else default_path()
   if not target.exists():
-    raise FileNotFoundError(
+    raise errors.MissingInputError(
         f'classifier weights {target} not found. They are not downloaded: train them from the '
         f'dataset (a few minutes on a CPU) with\n  {TRAIN_COMMAND.format(out=target)}\n'
         f'then pass the file as config.eval.clf_path, or leave clf_path empty and keep it at '

@@ -16,7 +16,7 @@ BatchNorm decay 0.9 and epsilon 2e-5 (chainer's defaults). Both G and D keep Bat
 in the 'batch_stats' collection: `train=True` normalises with the batch and updates them (apply
 with mutable=['batch_stats']), `train=False` uses the running averages.
 
-Timestep conditioning of D (`t_conditioning=True`, docs/models_small.md): the conv trunk and the
+Timestep conditioning of D (`t_conditioning=True`, docs/families.md): the conv trunk and the
 unconditional head are those of the t-less D; t adds a projection term
 <e(t), sum over pixels of the last conv features>, e(t) an MLP of sinusoidal features of t.
 """

@@ -20,7 +20,7 @@ Spectral norm goes through the one function `_sn` below (for now flax.linen.Spec
 power iteration per call); swapping it for dgan_jax/models/spectral_norm.py (torch's semantics)
 is a change of that function only.
 
-Timestep conditioning of D (`t_conditioning=True`, docs/models_small.md): the t-less trunk and
+Timestep conditioning of D (`t_conditioning=True`, docs/families.md): the t-less trunk and
 head, plus a projection term <e(t), h> on the pooled 128-d features h (Miyato & Koyama's
 projection discriminator with t in place of the class), e(t) an SN-MLP of sinusoidal features.
 """

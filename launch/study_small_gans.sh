@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Issue 13, study 1: DCGAN vs Diffusion-DCGAN and SNGAN vs Diffusion-SNGAN on full CIFAR-10, at the
+# CPU width (`:small`, 1/4 channels), same steps and seeds per pair; then prints the table
+# (fd10k-clf, kid10k-clf; launch/study_table.py). Trains the offline classifier first if absent.
+#
+#   bash launch/study_small_gans.sh [runs_dir] [seeds]
+#   env: DATA (train zip), CLF (classifier file), STEPS_DCGAN, STEPS_SNGAN (D steps per run)
+#
+# Defaults: 2 seeds, 2,000 DCGAN steps and 1,500 SNGAN steps (300 G updates), batch 64. Measured
+# on the shared 2-core CPU (benchmarks/study_step_time.py; docs/families.md): DCGAN 0.75 s/step,
+# Diffusion-DCGAN 0.91, SNGAN 1.22, Diffusion-SNGAN 1.20, so 25 / 30 / 31 / 30 minutes of steps per
+# run plus 2-3 minutes of start-up, compilation and the final fd10k-clf / kid10k-clf (measured with
+# 2-step runs); about 4.5 hours for the 8 runs (the first one also trains the classifier).
+set -euo pipefail
+runs=${1:-runs/study_small_gans}
+seeds=${2:-"0 1"}
+data=${DATA:-../shared/data/cifar10/train.zip}
+clf=${CLF:-$runs/cifar10_clf.npz}
+declare -A steps=([dcgan]=${STEPS_DCGAN:-2000} [sngan]=${STEPS_SNGAN:-1500})
+mkdir -p "$runs"
+if [ ! -f "$clf" ]; then
+  python -m dgan_jax.metrics.train_classifier --data="$data" --out="$clf"
+fi
+table=()
+for family in dcgan sngan; do
+  for variant in small diffusion,small; do
+    label=$([ "$variant" = small ] && echo "${family^^}" || echo "Diffusion-${family^^}")
+    dirs=""
+    for seed in $seeds; do
+      workdir="$runs/${family}_${variant%%,*}_seed$seed"
+      start=$SECONDS
+      python -m dgan_jax.main --config="configs/cifar10_$family.py:$variant" --workdir="$workdir" \
+        --config.data.path="$data" --config.seed="$seed" \
+        --config.train.total_steps="${steps[$family]}" \
+        --config.eval.metrics=fd10k-clf,kid10k-clf --config.eval.clf_path="$clf"
+      echo "$workdir: $((SECONDS - start)) s" | tee -a "$runs/times.txt"
+      dirs="$dirs,$workdir"
+    done
+    table+=("$label=${dirs#,}")
+  done
+done
+python launch/study_table.py "${table[@]}" | tee "$runs/table.md"

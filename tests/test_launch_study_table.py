@@ -1,0 +1,37 @@
+"""launch/study_table.py: the studies' table from run folders (metrics.jsonl, diffusion_history.json)."""
+import importlib.util
+import json
+import pathlib
+
+LAUNCH = pathlib.Path(__file__).resolve().parents[1] / 'launch'
+
+
+def load_module():
+  spec = importlib.util.spec_from_file_location('study_table', LAUNCH / 'study_table.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def fake_run(path, fd, kid, gaps, final_t=None):
+  path.mkdir()
+  lines = [{'step': 5, 'results': {'fd10k-clf': 99.0}},
+           {'step': 10, 'results': {'fd10k-clf': fd, 'kid10k-clf': kid}}]
+  (path / 'metrics.jsonl').write_text(''.join(json.dumps(line) + '\n' for line in lines))
+  history = [dict({'step': i, 'score_real': g, 'score_fake': 0.0}, **({'T': final_t} if final_t
+             else {})) for i, g in enumerate(gaps)]
+  (path / 'diffusion_history.json').write_text(json.dumps(history))
+  return str(path)
+
+
+def test_table_rows_means_seeds_and_missing_runs(tmp_path, capsys):
+  table = load_module().table
+  a = fake_run(tmp_path / 'a0', 10.0, 0.002, [0.5] + [1.0] * 9 + [3.0])
+  b = fake_run(tmp_path / 'a1', 12.0, 0.004, [0.5] + [1.0] * 9 + [5.0])
+  c = fake_run(tmp_path / 'd0', 8.0, 0.001, [0.2] * 11, final_t=42)
+  text = table([f'GAN={a},{b}', f'Diffusion-GAN={c},{tmp_path / "absent"}'])
+  rows = text.splitlines()
+  assert rows[0].startswith('| row | seeds | fd10k-clf')
+  assert rows[2] == '| GAN | 2 | 11 (10, 12) | 3 (2, 4) | - | 1 (1, 1) / 4 (3, 5) |'
+  assert rows[3] == '| Diffusion-GAN | 2 | 8 | 1 | 42 | 0.2 / 0.2 |'
+  assert 'absent' in capsys.readouterr().err
