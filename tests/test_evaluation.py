@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from configs import cifar10
+import data_helpers
 from dgan_jax import evaluation, families, train
 from dgan_jax.metrics.extract import FeatureNet
 
@@ -25,10 +26,19 @@ def tiny_net():
                     module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3), jnp.uint8)))
 
 
+@pytest.fixture(scope='module')
+def tiny_zip(tmp_path_factory):
+  """64 random 8x8 images: the loop, the metrics and the cache without CIFAR-10's decode and a
+  32x32 compile (minutes on a 2-core CPU)."""
+  return data_helpers.write_dataset(tmp_path_factory.mktemp('data') / 'rand8.zip',
+                                    data_helpers.random_images(64, 8))
+
+
 @pytest.fixture
-def config(cifar10_zip, tmp_path):
+def config(tiny_zip, tmp_path):
   config = cifar10.get_config('smoke')
-  config.data.path = str(cifar10_zip)
+  config.data.path = str(tiny_zip)
+  config.data.resolution = 8
   config.model.mixed_precision = 'float32'
   config.eval.metrics = 'fid1k-tiny,kid1k-tiny'
   config.eval.domain_nets = 'tiny=test_evaluation:tiny_net'

@@ -108,6 +108,7 @@ def test_transfer_from_a_t_less_d_starts_the_t_mapping_fresh(tmp_path, monkeypat
   assert float(state.diffusion.p) == config.diffusion.initial_p
 
 
+@pytest.mark.slow   # a 16x16 compile on 8 devices: minutes on a 2-core CPU (transfer_state: below)
 def test_resume_from_in_the_loop_and_ema_rampup_off(tmp_path):
   pkl = snapshot(tmp_path, 'diff')
   config = tiny_config(pkl)
@@ -140,21 +141,23 @@ def test_freeze_d_layer_order(architecture, count, expected):
 def test_freeze_d_leaves_the_first_layers_unchanged():
   from configs import cifar10  # pylint: disable=import-outside-toplevel
   config = cifar10.get_config('smoke')
+  config.data.resolution = 8                      # an 8x8 D compiles in seconds
   config.model.mixed_precision = 'float32'
   config.train.batch_size, config.train.batch_gpu = 4, 2
-  config.train.freeze_d = 2                       # b32/fromrgb and b32/conv0 (orig architecture)
+  config.train.freeze_d = 2                       # b8/fromrgb and b8/conv0 (orig architecture)
+  assert stylegan2_family.frozen_d_layers(config, 2) == {'b8/fromrgb', 'b8/conv0'}
   mesh, nets, g_tx, d_tx, state = train_helpers.start(config, jax.devices()[:1])
   before = jax.device_get(state.d_params)
   step = steps.make_train_step(config, nets, mesh, g_tx, d_tx, steps.Phases())
-  batch = {'image': jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)),
+  batch = {'image': jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)),
                                 jnp.uint8), 'label': jnp.zeros((4, 0))}
   state, _ = step(state, batch)
   after = jax.device_get(state.d_params)
   for layer in ('fromrgb', 'conv0'):
-    for a, b in zip(jax.tree.leaves(before['b32'][layer]), jax.tree.leaves(after['b32'][layer])):
+    for a, b in zip(jax.tree.leaves(before['b8'][layer]), jax.tree.leaves(after['b8'][layer])):
       np.testing.assert_array_equal(a, b)
-  changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before['b32']['conv1']),
-                                                        jax.tree.leaves(after['b32']['conv1']))]
+  changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before['b8']['conv1']),
+                                                        jax.tree.leaves(after['b8']['conv1']))]
   assert all(changed)
 
 
@@ -167,6 +170,7 @@ def test_total_kimg_below_the_progress_is_an_error(tmp_path):
     train.train_and_evaluate(config, str(tmp_path))
 
 
+@pytest.mark.slow   # a command-line run at 16x16: minutes (imported runs resume: test_import_torch)
 def test_an_imported_snapshot_resumes_offline_with_its_own_settings(tmp_path):
   """The CLI, with only --workdir (and a short length): the pickle's dataset path (relative, as the
   reference records it) and settings are used; the image count continues from the pickle's."""

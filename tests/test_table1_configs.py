@@ -65,8 +65,12 @@ def test_unknown_or_conflicting_variants_are_named():
 
 
 # The default row (Diffusion-StyleGAN2, `cifar10.py:smoke`) trains in other default tests
-# (test_evaluation, test_import_snapshots); its settings and D size are checked above.
-@pytest.mark.parametrize('row', [row for row in ROWS if row != 'diffusion'])
+# (test_evaluation); its settings and D size are checked above. The diffusion + augmentation rows
+# combine pieces the default suite trains separately (each augmentation without diffusion here,
+# diffusion in test_evaluation); they train under -m slow.
+@pytest.mark.parametrize('row', [
+    pytest.param(row, marks=pytest.mark.slow) if row.startswith('diffusion_') else row
+    for row in ROWS if row != 'diffusion'])
 def test_row_trains_a_few_steps(row, tiny_zip):
   """Two steps (G and D phases) at a tiny width: finite losses, D moved; with ADA the augmentation
   probability is where its rule puts it after a controller update."""

@@ -17,8 +17,6 @@ from ml_collections import config_flags
 
 from dgan_jax.models import build_models
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
-                                          lock_config=True)
 
 
 def abstract_variables(generator, discriminator, batch: int = 2):
@@ -87,17 +85,27 @@ def print_projected_tables(config) -> dict[str, int]:
 
 def main(argv):
   del argv
-  generator, discriminator = build_models(_CONFIG.value)
-  g_vars, d_vars = abstract_variables(generator, discriminator)
-  for title, variables in (('Generator', g_vars), ('Discriminator', d_vars)):
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  config = flags.FLAGS.config
+  if config.model.get('family') == 'projected':   # its own table: frozen backbone and mixers
+    print_projected_tables(config)
+    return
+  from dgan_jax import families  # pylint: disable=import-outside-toplevel
+  nets = families.build_networks(config)   # any family: the networks the loop trains
+  g_params, g_buffers, d_params, d_buffers = jax.eval_shape(
+      lambda: nets.init(jax.random.key(0), 2))
+  for title, params, buffers in (('Generator', g_params, g_buffers),
+                                 ('Discriminator', d_params, d_buffers)):
     print(f'{title} params:')
-    print(parameter_overview.get_parameter_overview(variables['params'], include_stats=False))
-    if 'buffers' in variables:
+    print(parameter_overview.get_parameter_overview(params, include_stats=False))
+    if buffers:
       print(f'{title} buffers (not trainable):')
-      print(parameter_overview.get_parameter_overview(variables['buffers'], include_stats=False))
-  print(f"G params: {count_params(g_vars['params'])}")
-  print(f"D params: {count_params(d_vars['params'])}")
+      print(parameter_overview.get_parameter_overview(buffers, include_stats=False))
+  print(f"G params: {count_params(g_params)}")
+  print(f"D params: {count_params(d_params)}")
 
 
 if __name__ == '__main__':
+  # Defined here, not at import: dgan_jax.main defines its own --config (one flag registry).
+  config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
   app.run(main)
