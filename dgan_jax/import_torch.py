@@ -321,7 +321,7 @@ def import_pickle(pkl: str | pathlib.Path, out: str | pathlib.Path,
       raise errors.UserError('--init_d=fresh: a projected pickle\'s D (mixers, backbone) is '
                              'always imported; drop --init_d.')
     config = projected_import.config_for(ref, config)
-    state, step = projected_import.build_state(ref, config, restore_level)
+    state, step = projected_import.build_state(ref, config)
     return run_dir.write_run(out, config, state, step)
   config = config_for_pickle(ref, config, init_d)
   state, step = build_state(ref, config, init_d)

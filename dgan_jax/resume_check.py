@@ -59,6 +59,10 @@ def safe_reason(field: str) -> str | None:
 def differences(saved: dict, given: dict) -> tuple[list[str], list[str]]:
   """(notes on allowed changes, refused changes), one line per differing field."""
   a, b = flatten(saved), flatten(given)
+  from dgan_jax.families.base import data_source  # pylint: disable=import-outside-toplevel
+  for flat in (a, b):   # 'auto' and the source it resolves to are the same data
+    if 'data.source' in flat:
+      flat['data.source'] = data_source(flat['data.source'], flat.get('data.path', ''))
   notes, refused = [], []
   for field in sorted(set(a) | set(b)):
     old, new = a.get(field, _MISSING), b.get(field, _MISSING)

@@ -92,18 +92,8 @@ def test_one_and_eight_devices_give_the_same_parameters_and_queues(tiny_zip):
 
 @pytest.mark.slow   # three runs of the loop: minutes of compilation on a 2-core CPU
 def test_kill_and_resume_is_exact_with_queues(tmp_path, tiny_zip):
-  def loop(workdir, total_steps):
-    config = tiny_config(tiny_zip)
-    config.train.total_steps = total_steps
-    train.train_and_evaluate(config, str(workdir))
-    return run_dir.restore_state(workdir, run_dir.load_config(workdir))[1]
-  straight = loop(tmp_path / 'a', 4)
-  loop(tmp_path / 'b', 2)
-  resumed = loop(tmp_path / 'b', 4)
-  def values(x):
-    return np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(
-        x.dtype, jax.dtypes.prng_key) else x)
-  for tree in ('g_params', 'd_params', 'extra', 'augment', 'diffusion'):
-    for a, b in zip(jax.tree.leaves(getattr(straight, tree)),
-                    jax.tree.leaves(getattr(resumed, tree))):
-      np.testing.assert_array_equal(values(a), values(b), err_msg=tree)
+  straight = train_helpers.run_loop(tiny_config(tiny_zip), tmp_path / 'a', 4)
+  train_helpers.run_loop(tiny_config(tiny_zip), tmp_path / 'b', 2)
+  resumed = train_helpers.run_loop(tiny_config(tiny_zip), tmp_path / 'b', 4)
+  train_helpers.assert_states_equal(straight, resumed,
+                                    ('g_params', 'd_params', 'extra', 'augment', 'diffusion'))

@@ -165,10 +165,15 @@ def init_augment_state(config: ml_collections.ConfigDict, ctrl: diffusion.Diffus
   return augment_state.follow_diffusion(aug, ctrl.p, cfg) if follows else aug
 
 
-def resolve_data_source(config: ml_collections.ConfigDict) -> None:
+def data_source(source: str, path: str) -> str:
   """`data.source='auto'`: the folder/zip at `data.path` when one is given, else tfds `data.name`."""
-  if config.data.source == 'auto':
-    config.data.source = 'zip' if config.data.path else 'tfds'
+  if source == 'auto':
+    return 'zip' if path else 'tfds'
+  return source
+
+
+def resolve_data_source(config: ml_collections.ConfigDict) -> None:
+  config.data.source = data_source(config.data.source, config.data.path)
 
 
 def size_problems(section: ml_collections.ConfigDict, fields, prefix: str, minimum: int = 1

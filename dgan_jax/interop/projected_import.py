@@ -80,10 +80,11 @@ def config_for(ref, config: ml_collections.ConfigDict | None = None) -> ml_colle
   return config
 
 
-def build_state(ref, config: ml_collections.ConfigDict, restore_level):
+def build_state(ref, config: ml_collections.ConfigDict):
   """(train state, step) with the pickle's G, G_ema and D (backbone and mixers included), fresh
   Adam moments, the image count and the level p of `progress` (no forward pass, no compile)."""
   from dgan_jax import diffusion, families, train  # pylint: disable=import-outside-toplevel
+  from dgan_jax.import_torch import _like_template as like, restore_level  # (imports this module)
   from dgan_jax.families.base import init_augment_state  # pylint: disable=import-outside-toplevel
   from dgan_jax.train_state import TrainState  # pylint: disable=import-outside-toplevel
   family = families.get(config)
@@ -113,8 +114,8 @@ def build_state(ref, config: ml_collections.ConfigDict, restore_level):
     d_vars = torch_names.from_torch(sds['D'], torch_names.discriminator_table(nets.D, backbone=True))
   except ValueError as e:
     raise errors.UserError(f"The pickle's discriminator does not match the config: {e}") from None
-  g_params, g_ema_params = _like(g_params, shapes.g_params), _like(g_ema_params, shapes.g_params)
-  d_params = _like(d_vars.pop('params'), shapes.d_params)
+  g_params, g_ema_params = like(g_params, shapes.g_params), like(g_ema_params, shapes.g_params)
+  d_params = like(d_vars.pop('params'), shapes.d_params)
   nimg = int(ref.progress.get('cur_nimg') or 0)
   if nimg >= 2**31:
     raise errors.UserError(f'cur_nimg={nimg} does not fit the int32 image counter.')
@@ -125,20 +126,9 @@ def build_state(ref, config: ml_collections.ConfigDict, restore_level):
                        float(ref.progress.get('cur_p') or 0.0), config.diffusion)
   state = TrainState(
       step=jnp.asarray(step, jnp.int32), images_seen=jnp.asarray(nimg, jnp.int32),
-      g_params=g_params, g_buffers=_like(g_buffers, shapes.g_buffers), g_ema_params=g_ema_params,
-      d_params=d_params, d_buffers=_like(d_vars, shapes.d_buffers),
+      g_params=g_params, g_buffers=like(g_buffers, shapes.g_buffers), g_ema_params=g_ema_params,
+      d_params=d_params, d_buffers=like(d_vars, shapes.d_buffers),
       g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params), diffusion=ctrl,
       augment=init_augment_state(config, ctrl), pl_mean=jnp.zeros((), jnp.float32), key=run_key,
       extra=family.init_extra(config, nets))
   return state, step
-
-
-def _like(tree, template):
-  """`tree`'s arrays in `template`'s structure and dtypes (same paths)."""
-  leaves = []
-  for path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
-    node = tree
-    for entry in path:
-      node = node[entry.key]
-    leaves.append(jnp.asarray(node, leaf.dtype))
-  return jax.tree.unflatten(jax.tree.structure(template), leaves)
