@@ -66,16 +66,21 @@ def _size(arg):
   config.train.sample_every_kimg = 200.0
   config.eval.metrics = 'fid50k_full'
   config.eval.every_kimg = 200.0
-  if arg == 'small':                  # 1/16 width: a CPU run that shows learning in ~3 minutes.
-    config.model.G.channel_base = config.model.D.channel_base = 2048
-    config.model.G.channel_max = config.model.D.channel_max = 32
-    config.train.batch_size = 32
-    config.train.batch_gpu = 16
-    config.train.total_kimg = 32.0
-    config.train.sample_every_kimg = 4.0
-    config.train.checkpoint_every_kimg = 4.0
-    config.train.log_every_steps = 25
-    config.eval.metrics = ''
+  if arg == 'small':
+    apply_small(config)
   elif arg == 'smoke':                # Tiny: seconds per step on a CPU, for tests.
     base.apply_smoke(config)
   return config
+
+
+def apply_small(config):
+  """1/16 width (`:small`): a CPU run that shows learning in ~3 minutes; also the InsGen CPU study's size."""
+  config.model.G.channel_base = config.model.D.channel_base = 2048
+  config.model.G.channel_max = config.model.D.channel_max = 32
+  config.train.batch_size = 32
+  config.train.batch_gpu = 16
+  config.train.total_kimg = 32.0
+  config.train.sample_every_kimg = 4.0
+  config.train.checkpoint_every_kimg = 4.0
+  config.train.log_every_steps = 25
+  config.eval.metrics = ''
