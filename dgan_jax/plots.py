@@ -27,3 +27,25 @@ def plot_trajectory(path: paths.PathLike, steps: Sequence[int], p: Sequence[floa
   with paths.path(path).open('wb') as f:   # local or gs://
     fig.savefig(f, format='png', dpi=110)
   plt.close(fig)
+
+
+def plot_score_gaps(path: paths.PathLike, curves: dict) -> None:
+  """D's mean real minus fake logit against training step, one line per run: {label: (steps, gaps)}.
+
+  A gap that keeps growing is D separating the training images from G's: overfitting on few data.
+  """
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(7, 3.5))
+  for label, (steps, gaps) in curves.items():
+    ax.plot(steps, gaps, lw=0.9, label=label)
+  ax.axhline(0.0, color='k', lw=0.5)
+  ax.set_xlabel('training step')
+  ax.set_ylabel("D's real - fake logit")
+  ax.legend()
+  fig.tight_layout()
+  with paths.path(path).open('wb') as f:   # local or gs://
+    fig.savefig(f, format='png', dpi=110)
+  plt.close(fig)

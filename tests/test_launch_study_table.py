@@ -35,3 +35,16 @@ def test_table_rows_means_seeds_and_missing_runs(tmp_path, capsys):
   assert rows[2] == '| GAN | 2 | 11 (10, 12) | 3 (2, 4) | - | 1 (1, 1) / 4 (3, 5) |'
   assert rows[3] == '| Diffusion-GAN | 2 | 8 | 1 | 42 | 0.2 / 0.2 |'
   assert 'absent' in capsys.readouterr().err
+
+
+def test_score_gap_plot_smooths_each_run_and_skips_empty_ones(tmp_path, capsys):
+  spec = importlib.util.spec_from_file_location('score_gap_plot', LAUNCH / 'score_gap_plot.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  run = fake_run(tmp_path / 'r', 1.0, 0.001, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+  steps, gaps = module.curve(pathlib.Path(run), window=3)
+  assert steps == list(range(7)) and gaps == [0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0]
+  out = tmp_path / 'gap.png'
+  module.main([str(out), f'A={run}', f'B={tmp_path / "absent"}'])
+  assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  assert 'no scores logged' in capsys.readouterr().err

@@ -152,7 +152,6 @@ def test_pretrained_notebook_runs(tmp_path, monkeypatch):
   assert images_shown(nb) >= 2
 
 
-@pytest.mark.slow   # StyleGAN2 compiles for about a minute on a 2-core CPU (twice: train, resume)
 def test_train_cifar10_notebook_runs(tmp_path, monkeypatch):
   nb = execute('train_cifar10', tmp_path, monkeypatch, timeout=900)
   text = output_text(nb)
