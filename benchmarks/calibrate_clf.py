@@ -19,9 +19,10 @@ import jax
 import numpy as np
 import scipy.ndimage
 
-from dgan_jax.metrics import classifier, evaluate, formulas
-from dgan_jax.metrics.extract import FeatureExtractor
-from dgan_jax.metrics.train_classifier import load_labelled
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from dgan_jax.metrics import classifier, evaluate, formulas  # noqa: E402
+from dgan_jax.metrics.extract import FeatureExtractor  # noqa: E402
+from dgan_jax.metrics.train_classifier import load_labelled  # noqa: E402
 
 N = 10_000
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import afhq512_insgen, ffhq1024_insgen
+from configs import afhq512_insgen, cifar10_insgen, ffhq1024_insgen
 import data_helpers
 import train_helpers
 from dgan_jax import run_dir, steps, train
@@ -48,6 +48,17 @@ def test_configs_and_variants():
   assert afhq512_insgen.get_config().data.resolution == 512
   with pytest.raises(ValueError, match='subset'):
     ffhq1024_insgen.get_config('n200,n500')
+
+
+def test_cifar10_study_config_is_the_small_stylegan2_on_a_subset():
+  config = cifar10_insgen.get_config('insgen,n1k,small')
+  assert (config.model.family, config.data.max_images, config.data.xflip) == ('insgen', 1000, True)
+  assert config.diffusion.enabled is False and config.insgen.enabled is True
+  assert (config.model.G.channel_max, config.train.batch_size) == (32, 32)   # cifar10's :small
+  assert cifar10_insgen.get_config('diffusion').insgen.enabled is False
+  assert cifar10_insgen.get_config().model.G.channel_max == 512            # full cifar width
+  with pytest.raises(ValueError, match='subset'):
+    cifar10_insgen.get_config('n1k,n5k')
 
 
 def test_default_queue_is_five_percent_of_the_data_doubled_by_flips(tiny_zip):
