@@ -288,3 +288,29 @@ def test_generate_from_an_insgen_pickle_on_the_command_line(tmp_path):
   config = run_dir.load_config(tmp_path / 'run')
   _, state = run_dir.restore_state(tmp_path / 'run', config)
   assert config.model.family == 'insgen' and int(state.extra['heads']['fake'].ptr) == 12
+
+
+@pytest.mark.slow   # compiles an InsGen training step at 16x16 on 8 devices
+def test_training_continues_from_an_imported_snapshot(tmp_path):
+  """One step from the recorded snapshot: the image count, the queues' pointers and D_ema continue
+  from the pickle's (the reference's own --resume would start the heads fresh)."""
+  import data_helpers  # pylint: disable=import-outside-toplevel
+  from dgan_jax import train  # pylint: disable=import-outside-toplevel
+  pkl = recorded_snapshot(tmp_path)
+  config = import_torch.config_for(import_torch.read_pickle(pkl))
+  config.train.batch_size, config.train.batch_gpu = 8, 1
+  config.model.mixed_precision = 'float32'
+  config.data.path = str(data_helpers.write_dataset(tmp_path / 'tiny16.zip',
+                                                    data_helpers.random_images(32, size=16)))
+  config.eval.metrics = ''
+  _, _, imported = import_run(pkl, tmp_path / 'run', config)
+  state = jax.device_get(train.train_and_evaluate(config, str(tmp_path / 'run'),
+                                                  stop_after_steps=1))
+  assert int(state.step) == 40_000 // 8 + 1 and int(state.images_seen) == 40_008
+  assert int(state.extra['heads']['real'].ptr) == 7 + 8                # queue of 20
+  assert int(state.extra['heads']['fake'].ptr) == 12 + 8 - 12          # queue of 12: wraps
+  real_queue = np.asarray(state.extra['heads']['real'].queue)
+  np.testing.assert_array_equal(real_queue[:7], np.asarray(imported.extra['heads']['real'].queue)[:7])
+  moved = [float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(
+      jax.tree.leaves(imported.extra['d_ema']), jax.tree.leaves(state.extra['d_ema']))]
+  assert 0 < max(moved) < 1e-2      # D_ema moved a little from the pickle's, not restarted
