@@ -43,9 +43,18 @@ def import_run(pkl, out, config=None):
   return config, nets, state
 
 
+def close(diffs, name, got, expected):
+  """Asserts |got - expected| <= TOL and records the largest difference under `name`."""
+  got = np.asarray(got)
+  np.testing.assert_allclose(got, expected, atol=TOL, err_msg=name)
+  diffs[name] = max(diffs.get(name, 0.0), float(np.abs(got - expected).max()))
+
+
 def assert_matches_reference(config, nets, state, ref):
   """The imported networks and heads reproduce the reference's outputs `ref` (make_insgen_snapshot
-  .outputs) within TOL; the queues and pointers are the reference's."""
+  .outputs) within TOL; the queues and pointers are the reference's. Returns the largest
+  differences by output."""
+  diffs = {}
   assert config.model.family == 'insgen' and config.insgen.enabled
   assert (config.insgen.real_queue_size, config.insgen.fake_queue_size) == (20, 12)
   assert (config.diffusion.t_max, config.diffusion.ts_dist, config.augment.kind) == (
@@ -56,31 +65,34 @@ def assert_matches_reference(config, nets, state, ref):
   for name, params, psi in (('G', 'g_params', 1.0), ('G_ema', 'g_ema_params', 1.0),
                             ('G_ema', 'g_ema_params', 0.7)):
     key = f'{name}/img' + ('' if psi == 1.0 else f'_psi{psi}')
-    np.testing.assert_allclose(helpers.jax_images(nets, state, z, c, psi, None, params), ref[key],
-                               atol=TOL, err_msg=key)
+    close(diffs, 'G, G_ema images', helpers.jax_images(nets, state, z, c, psi, None, params),
+          ref[key])
   apply = jax.jit(lambda p, x, t: nets.D.apply({'params': p}, x, jnp.zeros((len(x), 0)), t,
                                                return_feats=True))
   feats = {}
   for name, params in (('D', state.d_params), ('D_ema', state.extra['d_ema'])):
     logits, feats[name] = apply(params, jnp.asarray(ref['img']), jnp.asarray(ref['t'], jnp.int32))
-    np.testing.assert_allclose(logits, ref[f'{name}/logits'], atol=TOL, err_msg=name)
-    np.testing.assert_allclose(feats[name], ref[f'{name}/feats'], atol=TOL, err_msg=name)
+    close(diffs, 'D, D_ema logits', logits, ref[f'{name}/logits'])
+    close(diffs, 'D, D_ema 4x4 features', feats[name], ref[f'{name}/feats'])
   for ours, theirs in insgen_import.HEADS.items():
     head = state.extra['heads'][ours]
-    np.testing.assert_allclose(contrastive.embed(head.params, feats['D'], INPLANES),
-                               ref[f'{theirs}/q'], atol=TOL, err_msg=theirs)
-    np.testing.assert_allclose(contrastive.embed(head.momentum_params, feats['D_ema'], INPLANES),
-                               ref[f'{theirs}/k'], atol=TOL, err_msg=theirs)
+    close(diffs, 'head queries (mlp)', contrastive.embed(head.params, feats['D'], INPLANES),
+          ref[f'{theirs}/q'])
+    close(diffs, 'head keys (momentum_mlp)',
+          contrastive.embed(head.momentum_params, feats['D_ema'], INPLANES), ref[f'{theirs}/k'])
     np.testing.assert_array_equal(np.asarray(head.queue).T, ref[f'{theirs}/queue'])
     assert int(head.ptr) == int(ref[f'{theirs}/queue_ptr'][0])
   for name in insgen_import.HEADS:               # fresh head optimizers (the reference saves none)
     assert all(float(np.abs(x).max()) == 0 for x in jax.tree.leaves(state.extra['head_opt'][name])
                if np.asarray(x).dtype == np.float32)
+  return diffs
 
 
 def test_recorded_snapshot_imports_with_the_reference_outputs(tmp_path):
+  """(`pytest -s` prints the largest differences: the table of docs/interop.md.)"""
   config, nets, state = import_run(recorded_snapshot(tmp_path), tmp_path / 'run')
-  assert_matches_reference(config, nets, state, np.load(FIXTURES / 'insgen_snapshot.npz'))
+  diffs = assert_matches_reference(config, nets, state, np.load(FIXTURES / 'insgen_snapshot.npz'))
+  print('\n'.join(f'{name}: {value:.2g}' for name, value in diffs.items()))
 
 
 @pytest.fixture(scope='module')
