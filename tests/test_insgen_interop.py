@@ -258,6 +258,23 @@ def test_into_a_stylegan2_config_only_the_networks(tmp_path, fake_reference_modu
   assert from_workdir._pickle_config(str(pkl)).model.family == 'insgen'  # pylint: disable=protected-access
 
 
+def test_init_d_fresh_starts_the_d_side_fresh(tmp_path, fake_reference_modules, smoke_state):
+  """--init_d=fresh: G and G_ema from the pickle; D fresh, D_ema = D, heads fresh (queue sizes
+  still the pickle's)."""
+  config, state = smoke_state
+  pkl = helpers.mimic_pickle(tmp_path / 's.pkl', fake_reference_modules, export.bundle(config, state))
+  with pytest.warns(UserWarning, match='heads start fresh and D_ema as D'):
+    out = import_torch.import_pickle(pkl, tmp_path / 'run', init_d='fresh')
+  saved = run_dir.load_config(out)
+  _, restored = run_dir.restore_state(out, saved)
+  assert (saved.insgen.real_queue_size, saved.insgen.fake_queue_size) == (20, 12)
+  assert_same_trees(state.g_ema_params, restored.g_ema_params, 'g_ema_params')
+  assert_same_trees(restored.d_params, restored.extra['d_ema'], 'd_ema = fresh D')
+  assert not np.array_equal(np.asarray(jax.tree.leaves(state.d_params)[0]),
+                            np.asarray(jax.tree.leaves(restored.d_params)[0]))
+  assert int(restored.extra['heads']['real'].ptr) == 0
+
+
 def test_resume_from_copies_d_ema_and_the_heads(tmp_path, fake_reference_modules, smoke_state):
   """config.train.resume_from (the reference's --resume): D_ema and the heads come from an InsGen
   pickle (a queue of another size starts fresh with its pointer); a Diffusion-StyleGAN2 pickle

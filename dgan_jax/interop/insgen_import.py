@@ -13,9 +13,9 @@ trained on several GPUs (interop/torch_pickle.py unwraps it). A head's state dic
 
 Linear weights are [out, in] (ours: Dense kernels [in, out]). D_ema has D's keys. Importing fills
 TrainState.extra (d_ema, heads, fresh head Adam states); G, D, G_ema, the image count and the
-diffusion level come through import_torch.build_state. The reference's own --resume does not get
-the heads back (its issue #6; and the `module.` names of DDP-wrapped heads match nothing): here
-they are restored, queues and pointers included.
+diffusion level come through import_torch.build_state. The reference's own --resume fails on the
+heads (an in-place copy into parameters that require grad, its issue #6): here they are restored,
+queues and pointers included.
 """
 from __future__ import annotations
 
