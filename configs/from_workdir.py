@@ -30,7 +30,7 @@ def _pickle_config(pkl: str):
   or None when it cannot be read (main() then reports the pickle's problem)."""
   from dgan_jax import import_torch  # pylint: disable=import-outside-toplevel
   try:
-    return import_torch.config_for_pickle(import_torch.read_pickle(pkl))
+    return import_torch.config_for(import_torch.read_pickle(pkl))
   except Exception:  # pylint: disable=broad-except  (a config default must not raise)
     return None
 

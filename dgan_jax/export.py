@@ -6,6 +6,7 @@ writes `{'G', 'D', 'G_ema'}` as PyTorch state dicts with exactly the reference's
 float32 dtypes (raw equalized-lr parameters and the w_avg / noise_const / resample_filter buffers),
 plus `G_kwargs`, `D_kwargs`, `training_set_kwargs` and `progress` to rebuild the reference's
 `network-snapshot.pkl` (docs/interop.md has the few lines to run in a checkout of the reference).
+An InsGen run adds `D_ema`, `DHead`, `GHead` (int64 `queue_ptr`) and `DHead_kwargs`, `GHead_kwargs`.
 `--format=npz` writes the same arrays as `<net>/<key>` entries of a numpy archive (no torch needed).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dgan_jax.interop import reference_config
 from dgan_jax.models import torch_names
 
 FORMATS = ('torch', 'npz')
+STATE_DICTS = ('G', 'D', 'G_ema', 'D_ema', 'DHead', 'GHead')   # bundle entries that are state dicts
 KIMG_PER_TICK = 4   # The reference's default tick length (cur_tick = cur_nimg // 4000).
 INITIAL_BEST_FID = 9999.0   # The reference's best_fid before any evaluation.
 
@@ -38,7 +40,7 @@ def import_torch_or_explain(purpose: str):
 
 
 def state_dicts(config: ml_collections.ConfigDict, state, with_d: bool = True) -> dict:
-  """{'G', 'G_ema'[, 'D']}: the family's reference state dicts (float32 numpy, reference order)."""
+  """{'G', 'G_ema'[, 'D', ...]}: the family's reference state dicts (numpy, reference order)."""
   return families.get(config).export_state_dicts(config, state, with_d)
 
 
@@ -75,15 +77,23 @@ def bundle(config: ml_collections.ConfigDict, state, with_d: bool = True) -> dic
   return data
 
 
+def _tensor_dtype(array) -> np.dtype:
+  """float32 for floating entries, int64 (torch.long) for integer ones (InsGen's queue_ptr)."""
+  return np.dtype(np.int64) if np.issubdtype(np.asarray(array).dtype, np.integer) else np.dtype(
+      np.float32)
+
+
 def to_torch(data: dict) -> dict:
-  """The bundle with torch tensors: float32 state dicts, LongTensor/FloatTensor progress."""
+  """The bundle with torch tensors: float32 state dicts (int64 integer buffers),
+  LongTensor/FloatTensor progress."""
   torch = import_torch_or_explain('Writing a PyTorch export')
   from collections import OrderedDict  # pylint: disable=import-outside-toplevel
   out: dict[str, Any] = {}
   for name, value in data.items():
-    if name in ('G', 'D', 'G_ema'):
-      out[name] = OrderedDict((k, torch.from_numpy(np.array(v, dtype=np.float32, order="C", copy=True)))
-                              for k, v in value.items())
+    if name in STATE_DICTS:
+      out[name] = OrderedDict(
+          (k, torch.from_numpy(np.array(v, dtype=_tensor_dtype(v), order='C', copy=True)))
+          for k, v in value.items())
     elif name == 'progress':
       out[name] = dict(cur_nimg=torch.LongTensor([value['cur_nimg']]),
                        cur_tick=torch.LongTensor([value['cur_tick']]),
@@ -106,9 +116,8 @@ def write(data: dict, out: str | pathlib.Path, fmt: str = 'torch') -> pathlib.Pa
     torch = import_torch_or_explain('Writing a PyTorch export')
     torch.save(to_torch(data), out)
     return out
-  arrays = {f'{net}/{k}': v for net in ('G', 'D', 'G_ema') if net in data
-            for k, v in data[net].items()}
-  meta = {k: v for k, v in data.items() if k not in ('G', 'D', 'G_ema')}
+  arrays = {f'{net}/{k}': v for net in STATE_DICTS if net in data for k, v in data[net].items()}
+  meta = {k: v for k, v in data.items() if k not in STATE_DICTS}
   np.savez(out, __meta__=np.asarray(json.dumps(meta)), **arrays)
   return out
 

@@ -3,8 +3,8 @@
   python -m dgan_jax.import_torch --pkl=network-snapshot.pkl --out=runs/imported \
       [--config=configs/cifar10.py] [--init_d=pickle|fresh]
 
-Reads the authors' Diffusion-StyleGAN2 and Diffusion-ProjectedGAN snapshots (interop/projected_import.py)
-and stylegan2-ada pickles as data (no code from
+Reads the authors' Diffusion-StyleGAN2, Diffusion-ProjectedGAN (interop/projected_import.py) and
+Diffusion-InsGen (interop/insgen_import.py) snapshots and stylegan2-ada pickles as data (no code from
 the pickle runs; torch is not needed, see interop/torch_pickle.py), and writes `config.json` plus a
 checkpoint that `--mode=generate` / `--mode=eval` read and that training resumes from. The
 reference saves no optimizer state: Adam moments start at zero; the image count, p and T come from
@@ -34,17 +34,25 @@ D_INIT = ('pickle', 'fresh')
 @dataclasses.dataclass
 class ReferencePickle:
   """What dgan_jax uses from a reference pickle (numpy state dicts and plain kwargs)."""
-  state_dicts: dict            # 'G', 'D', 'G_ema' -> OrderedDict[str, np.ndarray] (when present)
+  state_dicts: dict            # NETWORKS present -> OrderedDict[str, np.ndarray]
   init_kwargs: dict            # same names -> constructor kwargs
   training_set_kwargs: dict
   progress: dict               # cur_nimg, cur_p, ... as Python numbers (empty if absent)
   diffusion: dict = dataclasses.field(default_factory=dict)  # the snapshot's Diffusion settings
+  entries: tuple = ()          # the pickle's top-level keys (an InsGen snapshot has D_ema, DHead, ...)
 
 
-# The reference `Diffusion` attributes that map onto config.diffusion, and its --aug names.
+# The networks of a snapshot: Diffusion-StyleGAN2's and ProjectedGAN's G, D, G_ema, and
+# Diffusion-InsGen's D_ema and contrastive heads (DHead: real images, GHead: generated ones).
+NETWORKS = ('G', 'D', 'G_ema', 'D_ema', 'DHead', 'GHead')
+
+
+# The reference `Diffusion` attributes that map onto config.diffusion, and its --aug names
+# (Diffusion-InsGen's `AugmentPipe`, its diffusion module, spells them --daug NO / ADA / DIFF).
 DIFFUSION_FIELDS = ('beta_schedule', 'beta_start', 'beta_end', 't_min', 't_max', 'noise_std',
                     'ts_dist')
-AUG_KINDS = {'no': 'none', 'ada': 'ada', 'diff': 'diffaug'}
+AUG_KINDS = {'no': 'none', 'ada': 'ada', 'diff': 'diffaug',
+             'NO': 'none', 'ADA': 'ada', 'DIFF': 'diffaug'}
 
 
 def diffusion_settings(obj) -> dict:
@@ -63,6 +71,10 @@ def diffusion_settings(obj) -> dict:
     out['ada_maxp'] = float(state['ada_maxp'])
   if 'p' in state:
     out['p'] = float(np.asarray(state['p']).reshape(-1)[0])
+  if state.get('update_beta', True) is False:
+    warnings.warn("The snapshot's diffusion module has update_beta=False (its betas fixed for "
+                  't_max steps); dgan_jax recomputes them for every T, as the reference\'s default '
+                  'update_beta=True does.')
   return out
 
 
@@ -72,8 +84,8 @@ def read_pickle(path: str | pathlib.Path) -> ReferencePickle:
   if not isinstance(data, dict):
     raise errors.UserError(f'{path} holds a {type(data).__name__}, not the reference\'s dict of '
                      'networks (G, D, G_ema, ...).')
-  nets = {k: data[k] for k in ('G', 'D', 'G_ema')
-          if isinstance(data.get(k), torch_pickle.PersistentObject)}
+  found = {k: torch_pickle.unwrap_ddp(data.get(k)) for k in NETWORKS}
+  nets = {k: v for k, v in found.items() if isinstance(v, torch_pickle.PersistentObject)}
   if 'G_ema' not in nets and 'G' not in nets:
     raise errors.UserError(f'{path} has no G_ema or G network (keys: {sorted(data)}); pass a '
                      'network-snapshot.pkl or a stylegan2-ada network pickle.')
@@ -85,16 +97,30 @@ def read_pickle(path: str | pathlib.Path) -> ReferencePickle:
       state_dicts={k: v.state_dict() for k, v in nets.items()},
       init_kwargs={k: v.init_kwargs for k, v in nets.items()},
       training_set_kwargs=torch_pickle.plain(dict(data.get('training_set_kwargs') or {})),
-      progress=progress, diffusion=diffusion_settings(data.get('diffusion')))
+      progress=progress, diffusion=diffusion_settings(diffusion_module(data)),
+      entries=tuple(data))
+
+
+def diffusion_module(data: dict):
+  """A snapshot's diffusion module: Diffusion-StyleGAN2's `diffusion`, or Diffusion-InsGen's
+  `augment_pipe` when it is that project's diffusion `AugmentPipe` (it has `aug_type`; a
+  stylegan2-ada `augment_pipe` is not a diffusion)."""
+  if data.get('diffusion') is not None:
+    return data['diffusion']
+  pipe = data.get('augment_pipe')
+  if isinstance(pipe, torch_pickle.PersistentObject) and 'aug_type' in pipe.state:
+    return pipe
+  return None
 
 
 def config_for_pickle(ref: ReferencePickle, config: ml_collections.ConfigDict | None = None,
-                      init_d: str = 'pickle') -> ml_collections.ConfigDict:
+                      init_d: str = 'pickle', make_base=None) -> ml_collections.ConfigDict:
   """A dgan_jax config whose networks are the pickle's.
 
   With `config` (e.g. --config=configs/cifar10.py) its networks must equal the pickle's (a
-  ValueError names every differing field); its training settings are kept. Without, the 'auto'
-  preset's training settings are used for the pickle's resolution.
+  ValueError names every differing field); its training settings are kept. Without, the training
+  settings of the reference preset the networks match (else 'auto') for the pickle's resolution;
+  `make_base(preset, resolution)` builds that base config (default: the StyleGAN2 family's).
   """
   g_name = 'G_ema' if 'G_ema' in ref.init_kwargs else 'G'
   g_kwargs = ref.init_kwargs[g_name]
@@ -106,7 +132,7 @@ def config_for_pickle(ref: ReferencePickle, config: ml_collections.ConfigDict | 
     raise errors.UserError('The pickle has no discriminator D; import with --init_d=fresh to start D '
                      'from a fresh initialization.')
   if config is None:
-    derived = preset_config(g_kwargs, d_kwargs)
+    derived = preset_config(g_kwargs, d_kwargs, make_base)
   else:
     derived = ml_collections.ConfigDict(config.to_dict())
   reference_config.model_from_kwargs(derived, g_kwargs, d_kwargs)
@@ -132,18 +158,27 @@ def config_for_pickle(ref: ReferencePickle, config: ml_collections.ConfigDict | 
   return derived
 
 
-def preset_config(g_kwargs: dict, d_kwargs: dict | None) -> ml_collections.ConfigDict:
-  """A base config with the training settings of the reference preset whose networks the pickle
-  has (e.g. `cifar` for the authors' CIFAR-10 snapshots), else of 'auto' for its resolution."""
+def stylegan2_base(preset: str, resolution: int) -> ml_collections.ConfigDict:
+  """The StyleGAN2 family's base config for a reference preset at a resolution."""
   from configs import base  # pylint: disable=import-outside-toplevel
+  config = base.get_base_config()
+  config.model.family = 'stylegan2'
+  config.data.resolution = resolution
+  presets.apply_preset(config, preset)
+  return config
+
+
+def preset_config(g_kwargs: dict, d_kwargs: dict | None, make_base=None
+                  ) -> ml_collections.ConfigDict:
+  """A base config (`make_base(preset, resolution)`, default stylegan2_base) with the training
+  settings of the reference preset whose networks the pickle has (e.g. `cifar` for the authors'
+  CIFAR-10 snapshots), else of 'auto' for its resolution."""
+  make_base = make_base or stylegan2_base
   fields = reference_config.MODEL_FIELDS if d_kwargs is not None else [
       f for f in reference_config.MODEL_FIELDS if not f.startswith('D.')]
   candidates = [name for name in presets.PRESETS if name != 'auto'] + ['auto']
   for name in candidates:
-    config = base.get_base_config()
-    config.model.family = 'stylegan2'
-    config.data.resolution = int(g_kwargs['img_resolution'])
-    presets.apply_preset(config, name)
+    config = make_base(name, int(g_kwargs['img_resolution']))
     template = ml_collections.ConfigDict(config.to_dict())
     reference_config.model_from_kwargs(template, g_kwargs, d_kwargs)
     ignored = ('c_dim', 'num_fp16_res', 'conv_clamp')
@@ -258,12 +293,14 @@ def _like_template(tree: dict, template):
 
 
 def transfer_state(path: str | pathlib.Path, config: ml_collections.ConfigDict,
-                   fresh: TrainState) -> tuple[TrainState, list[str]]:
+                   fresh: TrainState, ref: ReferencePickle | None = None
+                   ) -> tuple[TrainState, list[str]]:
   """`fresh` with G, G_ema (and every D tensor whose name and shape match) from the pickle at
-  `path`: transfer learning (`config.train.resume_from`). Optimizer state, step, image count and the
-  diffusion controller stay fresh. Returns (state, the D entries that start fresh), e.g. the
-  t-mapping and the epilogue's output layer when the pickle's D is stylegan2-ada's (no t input)."""
-  ref = read_pickle(path)
+  `path` (`ref`: it, already read): transfer learning (`config.train.resume_from`). Optimizer
+  state, step, image count and the diffusion controller stay fresh. Returns (state, the D entries
+  that start fresh), e.g. the t-mapping and the epilogue's output layer when the pickle's D is
+  stylegan2-ada's (no t input)."""
+  ref = read_pickle(path) if ref is None else ref
   g_name = 'G_ema' if 'G_ema' in ref.init_kwargs else 'G'
   template = ml_collections.ConfigDict(config.to_dict())
   reference_config.model_from_kwargs(template, ref.init_kwargs[g_name], None)
@@ -316,16 +353,44 @@ def import_pickle(pkl: str | pathlib.Path, out: str | pathlib.Path,
   if (out / 'checkpoints').exists() and any((out / 'checkpoints').iterdir()):
     raise errors.OutputExistsError(f'{out} already holds checkpoints; choose a new --out directory.')
   ref = read_pickle(pkl)
-  if projected_import.is_projected(ref):       # Diffusion-ProjectedGAN snapshots
+  config = config_for(ref, config, init_d)
+  state, step = state_for(ref, config, init_d)
+  return run_dir.write_run(out, config, state, step)
+
+
+def config_for(ref: ReferencePickle, config: ml_collections.ConfigDict | None = None,
+               init_d: str = 'pickle') -> ml_collections.ConfigDict:
+  """The config of any reference snapshot: Diffusion-ProjectedGAN (interop/projected_import.py),
+  Diffusion-InsGen (interop/insgen_import.py; into a `--config` of another family only its G, D
+  and G_ema), else Diffusion-StyleGAN2 / stylegan2-ada (config_for_pickle)."""
+  from dgan_jax import families  # pylint: disable=import-outside-toplevel
+  from dgan_jax.interop import insgen_import  # pylint: disable=import-outside-toplevel
+  if projected_import.is_projected(ref):
     if init_d != 'pickle':
       raise errors.UserError('--init_d=fresh: a projected pickle\'s D (mixers, backbone) is '
                              'always imported; drop --init_d.')
-    config = projected_import.config_for(ref, config)
-    state, step = projected_import.build_state(ref, config)
-    return run_dir.write_run(out, config, state, step)
-  config = config_for_pickle(ref, config, init_d)
-  state, step = build_state(ref, config, init_d)
-  return run_dir.write_run(out, config, state, step)
+    return projected_import.config_for(ref, config)
+  family = None if config is None else families.family_name(config)
+  if insgen_import.is_insgen(ref) and family in (None, 'insgen'):
+    return insgen_import.config_for(ref, config, init_d)
+  if insgen_import.is_insgen(ref):
+    warnings.warn(f'A Diffusion-InsGen snapshot into a model.family={family!r} config: only G, D '
+                  'and G_ema are imported (an insgen config also takes D_ema, the heads and their '
+                  'queues).')
+  return config_for_pickle(ref, config, init_d)
+
+
+def state_for(ref: ReferencePickle, config: ml_collections.ConfigDict,
+              init_d: str = 'pickle') -> tuple[TrainState, int]:
+  """(train state, step) of a snapshot for `config` (config_for's), by the config's family."""
+  from dgan_jax import families  # pylint: disable=import-outside-toplevel
+  from dgan_jax.interop import insgen_import  # pylint: disable=import-outside-toplevel
+  family = families.family_name(config)
+  if family == 'projected':
+    return projected_import.build_state(ref, config)
+  if family == 'insgen':
+    return insgen_import.build_state(ref, config, init_d)
+  return build_state(ref, config, init_d)
 
 
 def main(argv):

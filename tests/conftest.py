@@ -93,9 +93,26 @@ def reference_augment(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def reference_insgen(tmp_path_factory):
+  """The reference's Diffusion-InsGen networks, contrastive heads and diffusion module
+  (reference_code.insgen_reference); skipped without torch or the mirror."""
+  _reference_or_skip()
+  with reference_code.insgen_reference(tmp_path_factory.mktemp("reference_insgen")) as modules:
+    yield modules
+
+
+@pytest.fixture(scope="module")
 def reference_projected(tmp_path_factory):
   """The reference's Diffusion-ProjectedGAN `pg_modules` package (discriminator, projector,
   diffusion, networks_fastgan, networks_stylegan2), runnable on the CPU with today's libraries
   (see reference_code.projected_reference). Skipped without torch, timm or the mirror."""
   with reference_code.projected_reference(tmp_path_factory.mktemp("reference")) as pg_modules:
     yield pg_modules
+
+
+@pytest.fixture
+def fake_reference_modules(monkeypatch):
+  """Stand-ins for the reference's torch_utils.persistence / dnnlib.util, so tests pickle files in
+  its persistence format without its code (tests/interop_helpers.py: mimic_pickle)."""
+  from tests import interop_helpers  # pylint: disable=import-outside-toplevel
+  return interop_helpers.install_fake_reference_modules(monkeypatch)

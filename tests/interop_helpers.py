@@ -1,5 +1,10 @@
-"""Run directories and train states for the interop tests (small configs, perturbed weights)."""
+"""Run directories, train states and reference-like pickles for the interop tests (small configs,
+perturbed weights; pickles in the reference's persistence format without the reference code)."""
+import collections
 import functools
+import pickle
+import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -61,3 +66,124 @@ def _apply(generator, cutoff):
   return jax.jit(lambda v, z, c, psi: generator.apply(v, z, c, truncation_psi=psi,
                                                         truncation_cutoff=cutoff,
                                                         noise_mode='const'))
+
+
+# --- Pickles that mimic torch_utils.persistence (no reference code needed) ----------------------
+
+BUFFERS = ('resample_filter', 'noise_const', 'w_avg', 'queue', 'queue_ptr')
+# Snapshot entry -> (its constructor kwargs in an export bundle, the reference's class name).
+NETWORKS = {'G': ('G_kwargs', 'Generator'), 'D': ('D_kwargs', 'Discriminator'),
+            'G_ema': ('G_kwargs', 'Generator'), 'D_ema': ('D_kwargs', 'Discriminator'),
+            'DHead': ('DHead_kwargs', 'CLHead'), 'GHead': ('GHead_kwargs', 'CLHead')}
+
+
+def install_fake_reference_modules(monkeypatch):
+  """Importable stand-ins for torch_utils.persistence and dnnlib.util, so pickle.dump records the
+  reference's global names. Their reconstruct hook fails loudly: the import must never call it."""
+  persistence = types.ModuleType('torch_utils.persistence')
+
+  def _reconstruct_persistent_obj(meta):
+    raise AssertionError(f'executed the persistence hook for {meta["class_name"]}')
+  _reconstruct_persistent_obj.__module__ = 'torch_utils.persistence'
+  _reconstruct_persistent_obj.__qualname__ = '_reconstruct_persistent_obj'
+  persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
+  util = types.ModuleType('dnnlib.util')
+
+  class EasyDict(dict):
+    pass
+  EasyDict.__module__, EasyDict.__qualname__ = 'dnnlib.util', 'EasyDict'
+  util.EasyDict = EasyDict
+  for name, module in (('torch_utils', types.ModuleType('torch_utils')),
+                       ('torch_utils.persistence', persistence),
+                       ('dnnlib', types.ModuleType('dnnlib')), ('dnnlib.util', util)):
+    monkeypatch.setitem(sys.modules, name, module)
+  return types.SimpleNamespace(reconstruct=_reconstruct_persistent_obj, EasyDict=EasyDict)
+
+
+def _torch():
+  """torch when installed (pickles then hold tensors, as the reference's), else None (numpy)."""
+  module = sys.modules.get('torch', False)
+  if module is None:                 # a test hid torch (monkeypatch.setitem(sys.modules, ...))
+    return None
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None
+  return torch
+
+
+class FakePersistent:
+  """Pickles like a reference persistent object: `_reconstruct_persistent_obj(meta)`."""
+
+  def __init__(self, hook, class_name, state):
+    self.hook, self.class_name, self.state = hook, class_name, state
+
+  def __reduce__(self):
+    meta = dict(type='class', version=6, class_name=self.class_name, state=self.state,
+                module_src='raise SystemExit("the pickled source must never run")')
+    return (self.hook, (meta,))
+
+
+def fake_network(fake, class_name, state_dict, init_kwargs):
+  """A FakePersistent tree whose torch state_dict would be `state_dict` (torch tensors when torch
+  is installed, numpy arrays otherwise: the importer reads both)."""
+  torch = _torch()
+
+  def node():
+    return {'_parameters': collections.OrderedDict(), '_buffers': collections.OrderedDict(),
+            '_modules': collections.OrderedDict(), '_non_persistent_buffers_set': set(),
+            'training': False}
+  root = node()
+  for key, value in state_dict.items():
+    *path, name = key.split('.')
+    cur = root
+    for part in path:
+      cur = cur['_modules'].setdefault(part, node())
+    tensor = np.array(value, copy=True)
+    if torch is not None:
+      tensor = torch.from_numpy(tensor)
+    if name in BUFFERS:
+      cur['_buffers'][name] = tensor
+    else:
+      cur['_parameters'][name] = (tensor if torch is None else
+                                  torch.nn.Parameter(tensor, requires_grad=False))
+  scratch = np.ones(3, np.float32)            # non-persistent: not in the state dict
+  root['_buffers']['scratch'] = scratch if torch is None else torch.from_numpy(scratch)
+  root['_non_persistent_buffers_set'].add('scratch')
+
+  def wrap(state, name, kwargs):
+    state['_modules'] = collections.OrderedDict(
+        (k, wrap(v, k, {})) for k, v in state['_modules'].items())
+    state['_init_args'], state['_init_kwargs'] = (), fake.EasyDict(kwargs)
+    return FakePersistent(fake.reconstruct, name, state)
+  return wrap(root, class_name, init_kwargs)
+
+
+def mimic_pickle(path, fake, bundle, protocol=4, drop=(), progress=True, entries=None):
+  """A network-snapshot.pkl-like file for an export bundle (numpy state dicts + kwargs): its
+  networks (NETWORKS present in the bundle), a Diffusion module, progress and `entries` (replacing
+  or adding top-level entries). `drop` leaves out state-dict keys ('G.mapping.fc1.bias') or whole
+  networks ('GHead')."""
+  torch = _torch()
+  data = {'training_set_kwargs': fake.EasyDict(bundle['training_set_kwargs'])}
+  for name, (kwargs, class_name) in NETWORKS.items():
+    if name not in bundle or name in drop:
+      continue
+    sd = {k: v for k, v in bundle[name].items() if f'{name}.{k}' not in drop}
+    data[name] = fake_network(fake, class_name, sd, bundle[kwargs])
+  data['diffusion'] = FakePersistent(fake.reconstruct, 'Diffusion',
+                                     {'p': 0.25, 'betas': np.linspace(1e-4, 2e-2, 10)})
+  if progress:
+    p = bundle['progress']
+
+    def tensor(value, dtype):
+      array = np.asarray([value], dtype)
+      return array if torch is None else torch.from_numpy(array)
+    data['progress'] = {'cur_nimg': tensor(p['cur_nimg'], np.int64),
+                        'cur_tick': tensor(p['cur_tick'], np.int64),
+                        'cur_p': tensor(p['cur_p'], np.float32),
+                        'batch_idx': tensor(p['batch_idx'], np.int64), 'best_fid': 12.5}
+  data.update(entries or {})
+  with open(path, 'wb') as f:
+    pickle.dump(data, f, protocol=protocol)
+  return path

@@ -19,6 +19,7 @@ REFERENCE_MIRROR = pathlib.Path(os.environ.get(
     "DGAN_REFERENCE_REPO", BESIDE / ".mirror" / "Zhendong-Wang+Diffusion-GAN" / "repo"))
 STYLEGAN2_PATHS = ["diffusion-stylegan2/torch_utils", "diffusion-stylegan2/dnnlib",
                    "diffusion-stylegan2/training/networks.py"]
+INSGEN_MODULES = ["training.networks", "training.contrastive_head", "training.augment"]
 # Module roots the reference code imports by these names; dropped from sys.modules after use.
 REFERENCE_PACKAGES = ("training", "torch_utils", "dnnlib", "pg_modules")
 
@@ -144,3 +145,15 @@ def projected_reference(root: pathlib.Path):
     import pg_modules.networks_stylegan2
     import pg_modules.projector
     yield pg_modules
+
+
+@contextlib.contextmanager
+def insgen_reference(root: pathlib.Path):
+  """The reference's Diffusion-InsGen `training.networks` (D with return_feats), `contrastive_head`
+  (CLHead) and `augment` (its diffusion AugmentPipe), with np.int aliased; yields them as a
+  namespace. No skip here (fixture scripts use it too): tests call skip_unless_available first."""
+  import types  # pylint: disable=import-outside-toplevel
+  with imported(root, "diffusion-insgen", ["torch_utils", "dnnlib", "training"],
+                INSGEN_MODULES) as (networks, contrastive_head, augment), numpy_aliases():
+    yield types.SimpleNamespace(networks=networks, contrastive_head=contrastive_head,
+                                augment=augment)

@@ -1,12 +1,10 @@
 """Importing reference pickles: the persistence format read as data, round trips, resume, errors."""
-import collections
 import io
 import os
 import pathlib
 import pickle
 import subprocess
 import sys
-import types
 
 import jax
 import numpy as np
@@ -16,101 +14,14 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from dgan_jax import checkpoint, export, import_torch, run_dir, steps
 from dgan_jax.interop import torch_pickle
 from tests import interop_helpers as helpers
+from tests.interop_helpers import mimic_pickle
 
 torch = pytest.importorskip('torch')
 
-BUFFERS = ('resample_filter', 'noise_const', 'w_avg')
 MIRROR = pathlib.Path(os.environ.get(
     'DGAN_REFERENCE_REPO',
     pathlib.Path(__file__).resolve().parents[2] / '.mirror' / 'Zhendong-Wang+Diffusion-GAN' /
     'repo'))
-
-
-# --- Pickles that mimic torch_utils.persistence (no reference code needed) ----------------------
-
-
-@pytest.fixture
-def fake_reference_modules(monkeypatch):
-  """Importable stand-ins for torch_utils.persistence and dnnlib.util, so pickle.dump records the
-  reference's global names. Their reconstruct hook fails loudly: the import must never call it."""
-  persistence = types.ModuleType('torch_utils.persistence')
-
-  def _reconstruct_persistent_obj(meta):
-    raise AssertionError(f'executed the persistence hook for {meta["class_name"]}')
-  _reconstruct_persistent_obj.__module__ = 'torch_utils.persistence'
-  _reconstruct_persistent_obj.__qualname__ = '_reconstruct_persistent_obj'
-  persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
-  util = types.ModuleType('dnnlib.util')
-
-  class EasyDict(dict):
-    pass
-  EasyDict.__module__, EasyDict.__qualname__ = 'dnnlib.util', 'EasyDict'
-  util.EasyDict = EasyDict
-  for name, module in (('torch_utils', types.ModuleType('torch_utils')),
-                       ('torch_utils.persistence', persistence),
-                       ('dnnlib', types.ModuleType('dnnlib')), ('dnnlib.util', util)):
-    monkeypatch.setitem(sys.modules, name, module)
-  return types.SimpleNamespace(reconstruct=_reconstruct_persistent_obj, EasyDict=EasyDict)
-
-
-class FakePersistent:
-  """Pickles like a reference persistent object: `_reconstruct_persistent_obj(meta)`."""
-
-  def __init__(self, hook, class_name, state):
-    self.hook, self.class_name, self.state = hook, class_name, state
-
-  def __reduce__(self):
-    meta = dict(type='class', version=6, class_name=self.class_name, state=self.state,
-                module_src='raise SystemExit("the pickled source must never run")')
-    return (self.hook, (meta,))
-
-
-def fake_network(fake, class_name, state_dict, init_kwargs):
-  """A FakePersistent tree whose torch state_dict would be `state_dict`."""
-  def node():
-    return {'_parameters': collections.OrderedDict(), '_buffers': collections.OrderedDict(),
-            '_modules': collections.OrderedDict(), '_non_persistent_buffers_set': set(),
-            'training': False}
-  root = node()
-  for key, value in state_dict.items():
-    *path, name = key.split('.')
-    cur = root
-    for part in path:
-      cur = cur['_modules'].setdefault(part, node())
-    tensor = torch.from_numpy(np.array(value, copy=True))
-    if name in BUFFERS:
-      cur['_buffers'][name] = tensor
-    else:
-      cur['_parameters'][name] = torch.nn.Parameter(tensor, requires_grad=False)
-  root['_buffers']['scratch'] = torch.ones(3)          # non-persistent: not in the state dict
-  root['_non_persistent_buffers_set'].add('scratch')
-
-  def wrap(state, name, kwargs):
-    state['_modules'] = collections.OrderedDict(
-        (k, wrap(v, k, {})) for k, v in state['_modules'].items())
-    state['_init_args'], state['_init_kwargs'] = (), fake.EasyDict(kwargs)
-    return FakePersistent(fake.reconstruct, name, state)
-  return wrap(root, class_name, init_kwargs)
-
-
-def mimic_pickle(path, fake, bundle, protocol=4, drop=(), progress=True):
-  """A network-snapshot.pkl-like file for an export bundle (numpy state dicts + kwargs)."""
-  data = {'training_set_kwargs': fake.EasyDict(bundle['training_set_kwargs'])}
-  for name, kwargs in (('G', 'G_kwargs'), ('D', 'D_kwargs'), ('G_ema', 'G_kwargs')):
-    sd = {k: v for k, v in bundle[name].items() if f'{name}.{k}' not in drop}
-    data[name] = fake_network(fake, 'Generator' if name != 'D' else 'Discriminator', sd,
-                              bundle[kwargs])
-  data['diffusion'] = FakePersistent(fake.reconstruct, 'Diffusion',
-                                     {'p': 0.25, 'betas': np.linspace(1e-4, 2e-2, 10)})
-  if progress:
-    p = bundle['progress']
-    data['progress'] = {'cur_nimg': torch.LongTensor([p['cur_nimg']]),
-                        'cur_tick': torch.LongTensor([p['cur_tick']]),
-                        'cur_p': torch.FloatTensor([p['cur_p']]),
-                        'batch_idx': torch.LongTensor([p['batch_idx']]), 'best_fid': 12.5}
-  with open(path, 'wb') as f:
-    pickle.dump(data, f, protocol=protocol)
-  return path
 
 
 @pytest.fixture(scope='module')

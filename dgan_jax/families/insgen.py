@@ -13,7 +13,8 @@ the queues are ring buffers filled with the keys of the whole global batch (an a
 devices) in the reference's rank order. Everything is state (TrainState.extra) and checkpointed.
 
 Fixed here (the reference's bugs): a one-process run works (its all-gather needs a process group);
-resuming restores the heads and queues (its issue #6).
+resuming restores the heads and queues (its issue #6). The authors' snapshots import with D_ema, the
+heads and queues, and export writes them back in the reference's keys (interop/insgen_import.py).
 """
 from __future__ import annotations
 
@@ -117,6 +118,34 @@ class InsGenFamily(StyleGAN2Family):
     if not config.insgen.enabled:
       return None
     return contrastive_extension(config, nets, self.head_optimizers(config))
+
+  def transfer_from(self, config: ml_collections.ConfigDict, fresh, path: str, ref):
+    """Also D_ema and the heads from the pickle where their names and shapes match (the reference's
+    --resume; D_ema starts as the transferred D when the pickle has none)."""
+    state, notes = super().transfer_from(config, fresh, path, ref)
+    if not config.insgen.enabled:
+      return state, notes
+    from dgan_jax.interop import insgen_import
+    state, more = insgen_import.transfer_extra(ref, state)
+    return state, notes + more
+
+  def export_state_dicts(self, config: ml_collections.ConfigDict, state, with_d: bool) -> dict:
+    """G, D, G_ema and, with D and the heads on, D_ema, DHead (real) and GHead (fake) in the
+    reference's keys (interop/insgen_import.py): a complete Diffusion-InsGen snapshot."""
+    out = super().export_state_dicts(config, state, with_d)
+    if with_d and config.insgen.enabled:
+      from dgan_jax.interop import insgen_import
+      out.update(insgen_import.export_state_dicts(state))
+    return out
+
+  def export_kwargs(self, config: ml_collections.ConfigDict, with_d: bool) -> dict:
+    """Also the reference train.py's DHead_kwargs / GHead_kwargs (D_ema is built from D_kwargs)."""
+    kwargs = super().export_kwargs(config, with_d)
+    if with_d and config.insgen.enabled:
+      from dgan_jax.interop import insgen_import
+      for ours, theirs in insgen_import.HEADS.items():
+        kwargs[f'{theirs}_kwargs'] = insgen_import.head_kwargs(config, ours)
+    return kwargs
 
 
 def contrastive_extension(config: ml_collections.ConfigDict, nets, head_txs) -> steps.Extension:

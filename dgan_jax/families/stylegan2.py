@@ -46,7 +46,12 @@ class StyleGAN2Family(ImageFamily):
 
   def transfer_state(self, config: ml_collections.ConfigDict, fresh, path: str):
     from dgan_jax import import_torch
-    state, fresh_d = import_torch.transfer_state(path, config, fresh)
+    return self.transfer_from(config, fresh, path, import_torch.read_pickle(path))
+
+  def transfer_from(self, config: ml_collections.ConfigDict, fresh, path: str, ref):
+    """transfer_state with the pickle already read (`ref`, an import_torch.ReferencePickle)."""
+    from dgan_jax import import_torch
+    state, fresh_d = import_torch.transfer_state(path, config, fresh, ref)
     notes = [f'D entries that start fresh (not in the pickle, or another shape): {fresh_d}'] \
         if fresh_d else []
     return state, notes

@@ -49,20 +49,26 @@ class PersistentObject:
 
   def state_dict(self, prefix: str = '') -> 'collections.OrderedDict[str, np.ndarray]':
     """Parameters, persistent buffers and children's entries, in torch's state_dict order."""
-    out = collections.OrderedDict()
-    for name, value in (self.state.get('_parameters') or {}).items():
-      if value is not None:
-        out[prefix + name] = value
-    skip = set(self.state.get('_non_persistent_buffers_set') or ())
-    for name, value in (self.state.get('_buffers') or {}).items():
-      if value is not None and name not in skip:
-        out[prefix + name] = value
-    for name, child in (self.state.get('_modules') or {}).items():
-      if isinstance(child, PersistentObject):
-        out.update(child.state_dict(f'{prefix}{name}.'))
-      elif child is not None:
-        raise BadPickleError(f'{prefix}{name} is not a reference network module.')
-    return out
+    return module_state_dict(self.state, prefix)
+
+
+def module_state_dict(state: dict, prefix: str = '') -> 'collections.OrderedDict[str, np.ndarray]':
+  """The state dict of a pickled module's `__dict__` (a PersistentObject's or a ReferenceModule's):
+  parameters, persistent buffers, then its children's entries, in torch's order."""
+  out = collections.OrderedDict()
+  for name, value in (state.get('_parameters') or {}).items():
+    if value is not None:
+      out[prefix + name] = value
+  skip = set(state.get('_non_persistent_buffers_set') or ())
+  for name, value in (state.get('_buffers') or {}).items():
+    if value is not None and name not in skip:
+      out[prefix + name] = value
+  for name, child in (state.get('_modules') or {}).items():
+    if isinstance(child, (PersistentObject, ReferenceModule)):
+      out.update(module_state_dict(child.state, f'{prefix}{name}.'))
+    elif child is not None:
+      raise BadPickleError(f'{prefix}{name} is not a reference network module.')
+  return out
 
 
 class ReferenceModule:
@@ -74,6 +80,7 @@ class ReferenceModule:
   object keeps the pickled `__dict__` (`state`) and runs nothing.
   """
   class_name = ''
+  state: dict = {}     # the pickled __dict__ (set by __setstate__; never mutated)
 
   def __setstate__(self, state):
     if not isinstance(state, dict):
@@ -89,9 +96,50 @@ def _module_placeholder(module: str, name: str):
                                          '__module__': __name__})
 
 
-# Plain torch modules the reference snapshots contain (see ReferenceModule).
+# Plain torch modules the reference snapshots contain (see ReferenceModule): Diffusion-StyleGAN2's
+# and Diffusion-InsGen's (`training/augment.py`) identity augmentation, DiffAugment, the layers of
+# Diffusion-InsGen's contrastive heads (CLHead.mlp / momentum_mlp: Sequential(Linear, ReLU,
+# Linear)), and the DistributedDataParallel wrapper its multi-GPU snapshots keep around the heads
+# (`DHead`, `GHead`; unwrap_ddp gives the persistent head inside).
+DDP = ('torch.nn.parallel.distributed', 'DistributedDataParallel')
 REFERENCE_MODULES = {key: _module_placeholder(*key) for key in (
-    ('training.diffusion', 'Identity'), ('training.diffaug', 'DiffAugment'))}
+    ('training.diffusion', 'Identity'), ('training.augment', 'Identity'),
+    ('training.diffaug', 'DiffAugment'), ('torch.nn.modules.container', 'Sequential'),
+    ('torch.nn.modules.linear', 'Linear'), ('torch.nn.modules.activation', 'ReLU'), DDP)}
+# Modules whose private records (_BucketCapacityConfig, _JoinConfig, ... by torch version) a pickled
+# DistributedDataParallel holds: rebuilt as InertRecords.
+_DDP_RECORD_MODULES = ('torch.nn.parallel.distributed', 'torch.distributed.algorithms.join')
+
+
+class InertRecord:
+  """Stand-in for a private torch record inside a pickled DistributedDataParallel (a named tuple
+  or dataclass of settings): keeps its arguments and state as data, runs nothing."""
+
+  def __new__(cls, *args, **kwargs):
+    obj = super().__new__(cls)
+    obj.args, obj.kwargs, obj.state = args, kwargs, None
+    return obj
+
+  def __init__(self, *args, **kwargs):
+    del args, kwargs
+
+  def __setstate__(self, state):
+    self.state = state
+
+
+def _torch_device(*args):
+  """torch.device(...) of a pickled DistributedDataParallel, as its string ('cuda:0')."""
+  return ':'.join(str(a) for a in args)
+
+
+def unwrap_ddp(obj):
+  """The module inside a pickled DistributedDataParallel (its `module` child), else `obj`."""
+  if isinstance(obj, REFERENCE_MODULES[DDP]):
+    inner = (obj.state.get('_modules') or {}).get('module')
+    if inner is None:
+      raise BadPickleError('A pickled DistributedDataParallel has no `module` inside.')
+    return inner
+  return obj
 
 
 def _reconstruct_persistent_obj(meta):
@@ -290,6 +338,10 @@ def _find_safe_class(module: str, name: str):
   module = _compat_pickle.IMPORT_MAPPING.get(module, module)
   if (module, name) in REFERENCE_MODULES:
     return REFERENCE_MODULES[(module, name)]
+  if module in _DDP_RECORD_MODULES and name.startswith('_') and name.isidentifier():
+    return type(name, (InertRecord,), {'__module__': __name__})
+  if (module, name) == ('torch', 'device'):
+    return _torch_device
   factory = _SAFE_GLOBALS.get((module, name))
   if factory is None:
     raise BadPickleError(
