@@ -4,7 +4,8 @@
 # (fd10k-clf, kid10k-clf; launch/study_table.py). Trains the offline classifier first if absent.
 #
 #   bash launch/study_small_gans.sh [runs_dir] [seeds]
-#   env: DATA (train zip), CLF (classifier file), STEPS_DCGAN, STEPS_SNGAN (D steps per run)
+#   env: DATA (train zip), CLF (classifier file), STEPS_DCGAN, STEPS_SNGAN (D steps per run),
+#        FAMILIES (a subset of "dcgan sngan")
 #
 # Defaults: 2 seeds, 2,000 DCGAN steps and 1,500 SNGAN steps (300 G updates), batch 64. Measured
 # on the shared 2-core CPU (benchmarks/study_step_time.py; docs/families.md): DCGAN 0.75 s/step,
@@ -22,7 +23,7 @@ if [ ! -f "$clf" ]; then
   python -m dgan_jax.metrics.train_classifier --data="$data" --out="$clf"
 fi
 table=()
-for family in dcgan sngan; do
+for family in ${FAMILIES:-dcgan sngan}; do
   for variant in small diffusion,small; do
     label=$([ "$variant" = small ] && echo "${family^^}" || echo "Diffusion-${family^^}")
     dirs=""
