@@ -11,8 +11,12 @@ reversal. The convolutions a GAN step needs, and their derivatives, often are no
 So on the CPU strided and transposed convolutions are sums of stride-1 convolutions over polyphase
 components, built from `valid_conv`: a stride-1 'valid' convolution whose derivatives are defined
 (custom_vjp) as `valid_conv`, `_input_grad` and `_weight_grad` again, with explicit kernel flips.
-Plain 'same' convolutions stay native: XLA differentiates those without reversal, and its own
-first-order transposes are faster than ours (1.9 s against 2.5 s forward+backward at 32x32x512).
+Padded stride-1 ('same') convolutions are `valid_conv` of the padded input too: XLA's own weight
+gradient of a 3x3 convolution at 32x32x512 is a convolution with a 32x32 window, which XLA:CPU
+(its YNNPACK convolutions, JAX 0.10) runs at a quarter of the speed of `_weight_grad`'s matrix
+products; the cifar preset's plain step fell from 141 s to 54 s at batch 32 on the loaded 2-core
+CPU. (Until then 'same' convolutions stayed native, XLA's first-order transposes being faster than
+ours at the time: 1.9 s against 2.5 s forward+backward at 32x32x512.)
 GPUs and TPUs keep the native forms throughout (`use_polyphase`).
 (Figures: benchmarks/resample_ops.py.)
 
@@ -96,18 +100,22 @@ def _weight_grad(x, dy):
 
 @jax.custom_batching.sequential_vmap
 def _weight_grad_conv(x, dy):
-  """`_weight_grad`'s convolution: x's channels as its batch ([I, H, W, N]) with dy as the kernel
-  ([H', W', N, O]), transposed explicitly into XLA's canonical NHWC/HWIO form, which XLA:CPU runs
-  on its fast path in any context (written with dimension numbers ('CHWN', 'IHWO', 'HWNC') it
-  did at a program's top level, not inside a loop body: 30x slower there).
+  """`_weight_grad`'s work as one matrix product per kernel tap: w[a, b] = x[:, a:, b:]^T dy over
+  batch and pixels ([I, N*H*W] x [N*H*W, O], accumulated in float32 at least).
 
-  Under vmap (the step's sub-batches) each mapped weight gradient is needed separately, and
-  batching x and dy together made one convolution with a feature group per sub-batch: XLA:CPU's
-  slow generic path, 3-20x slower than the same work as dense convolutions, and 9 of the 11 s of
-  the projected D phase at batch 16 in 2 sub-batches. Mapped, it runs one dense convolution per
-  sub-batch instead (sequential_vmap: a loop)."""
-  out = _native_conv(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(dy, (1, 2, 0, 3)))
-  return jnp.transpose(out, (1, 2, 0, 3))
+  As a convolution (x's channels as its batch, dy as a 32x32 kernel), XLA:CPU ran this 4x slower
+  (8x32x32x512, 3x3: 2.6 s against 0.66 s), and with dimension numbers ('CHWN', 'IHWO', 'HWNC')
+  inside a loop body 30x slower. Under vmap (the step's sub-batches) each mapped weight gradient
+  is needed separately; batching x and dy together made one feature-grouped convolution, XLA:CPU's
+  slow generic path (9 of the 11 s of the projected D phase at batch 16 in 2 sub-batches). Mapped,
+  it runs sub-batch after sub-batch (sequential_vmap: a loop)."""
+  kh, kw = x.shape[1] - dy.shape[1] + 1, x.shape[2] - dy.shape[2] + 1
+  h, w = dy.shape[1], dy.shape[2]
+  acc = jnp.promote_types(x.dtype, jnp.float32)
+  rows = [jnp.stack([jnp.einsum('nhwi,nhwo->io', x[:, a:a + h, b:b + w], dy,
+                                preferred_element_type=acc) for b in range(kw)])
+          for a in range(kh)]
+  return jnp.stack(rows).astype(x.dtype)
 
 
 def _valid_conv_fwd(x, w):
@@ -214,7 +222,7 @@ def conv2d(x, w, stride: int = 1, padding=((0, 0), (0, 0)), lhs_dilation=(1, 1))
       raise ValueError(f'transposed convolution needs equal factors, got {lhs_dilation}.')
     return transposed_conv(x, w, padding, lhs_dilation[0])
   if stride == 1:
-    return _native_conv(x, w, 1, padding)
+    return valid_conv(_pad_hw(x, *padding), w)
   return strided_conv(_pad_hw(x, *padding), w, stride)
 
 
