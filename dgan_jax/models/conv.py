@@ -11,10 +11,20 @@ reversal. The convolutions a GAN step needs, and their derivatives, often are no
 So on the CPU strided and transposed convolutions are sums of stride-1 convolutions over polyphase
 components, built from `valid_conv`: a stride-1 'valid' convolution whose derivatives are defined
 (custom_vjp) as `valid_conv`, `_input_grad` and `_weight_grad` again, with explicit kernel flips.
-Plain 'same' convolutions stay native: XLA differentiates those without reversal, and its own
-first-order transposes are faster than ours (1.9 s against 2.5 s forward+backward at 32x32x512).
+Padded stride-1 ('same') convolutions are `valid_conv` of the padded input too: XLA's own weight
+gradient of a 3x3 convolution at 32x32x512 is a convolution with a 32x32 window, which XLA:CPU
+(its YNNPACK convolutions, JAX 0.10) runs at a quarter of the speed of `_weight_grad`'s matrix
+products; the cifar preset's plain step fell from 141 s to 54 s at batch 32 on the loaded 2-core
+CPU. (Until then 'same' convolutions stayed native, XLA's first-order transposes being faster than
+ours at the time: 1.9 s against 2.5 s forward+backward at 32x32x512.)
 GPUs and TPUs keep the native forms throughout (`use_polyphase`).
 (Figures: benchmarks/resample_ops.py.)
+
+Depthwise convolutions (one filter per channel: EfficientNet's, the separable discriminator
+blocks) are worse: XLA:CPU runs grouped convolutions on a slow generic path, the forward 10-30x
+and the input gradient of a strided one 20x slower than the same arithmetic written as k*k
+shifted, per-channel-scaled slices of the input (`depthwise_conv2d`; 8x112x112x96, 3x3/2: input
+gradient 2.1 s against 0.1 s), which is what the CPU gets; other backends keep the native form.
 """
 import jax
 import jax.numpy as jnp
@@ -78,16 +88,34 @@ def _valid_conv(x, w):
 def _input_grad(dy, w):
   """The transpose of valid_conv(., w): a full correlation of dy with the flipped kernel."""
   kh, kw = w.shape[0], w.shape[1]
-  return lax.conv_general_dilated(_pad_hw(dy, (kh - 1, kh - 1), (kw - 1, kw - 1)),
-                                  w[::-1, ::-1], (1, 1), 'VALID',
-                                  dimension_numbers=('NHWC', 'HWOI', 'NHWC'))
+  return _native_conv(_pad_hw(dy, (kh - 1, kh - 1), (kw - 1, kw - 1)),
+                      jnp.swapaxes(w[::-1, ::-1], 2, 3))
 
 
 @jax.custom_vjp
 def _weight_grad(x, dy):
   """d valid_conv(x, w) / d w contracted with dy: [kh, kw, I, O], summed over batch and pixels."""
-  return lax.conv_general_dilated(x, dy, (1, 1), 'VALID',
-                                  dimension_numbers=('CHWN', 'IHWO', 'HWNC'))
+  return _weight_grad_conv(x, dy)
+
+
+@jax.custom_batching.sequential_vmap
+def _weight_grad_conv(x, dy):
+  """`_weight_grad`'s work as one matrix product per kernel tap: w[a, b] = x[:, a:, b:]^T dy over
+  batch and pixels ([I, N*H*W] x [N*H*W, O], accumulated in float32 at least).
+
+  As a convolution (x's channels as its batch, dy as a 32x32 kernel), XLA:CPU ran this 4x slower
+  (8x32x32x512, 3x3: 2.6 s against 0.66 s), and with dimension numbers ('CHWN', 'IHWO', 'HWNC')
+  inside a loop body 30x slower. Under vmap (the step's sub-batches) each mapped weight gradient
+  is needed separately; batching x and dy together made one feature-grouped convolution, XLA:CPU's
+  slow generic path (9 of the 11 s of the projected D phase at batch 16 in 2 sub-batches). Mapped,
+  it runs sub-batch after sub-batch (sequential_vmap: a loop)."""
+  kh, kw = x.shape[1] - dy.shape[1] + 1, x.shape[2] - dy.shape[2] + 1
+  h, w = dy.shape[1], dy.shape[2]
+  acc = jnp.promote_types(x.dtype, jnp.float32)
+  rows = [jnp.stack([jnp.einsum('nhwi,nhwo->io', x[:, a:a + h, b:b + w], dy,
+                                preferred_element_type=acc) for b in range(kw)])
+          for a in range(kh)]
+  return jnp.stack(rows).astype(x.dtype)
 
 
 def _valid_conv_fwd(x, w):
@@ -160,9 +188,10 @@ def transposed_conv(x, w, padding, up: int):
   return y[:, :len_h, :len_w]
 
 
-def strided_conv(x, w, stride: int):
-  """A 'valid' correlation with `stride` as a sum of stride-1 convolutions over the input's
-  polyphase components (x[q::stride] with taps w[q::stride])."""
+def strided_conv(x, w, stride: int, conv=None):
+  """A 'valid' correlation with `stride` as a sum of stride-1 convolutions (`conv`, default
+  `valid_conv`) over the input's polyphase components (x[q::stride] with taps w[q::stride])."""
+  conv = conv or valid_conv
   kh, kw = w.shape[0], w.shape[1]
   out_h = (x.shape[1] - kh) // stride + 1
   out_w = (x.shape[2] - kw) // stride + 1
@@ -175,7 +204,7 @@ def strided_conv(x, w, stride: int):
                        (x.shape[0], qh + (out_h + th - 2) * stride + 1,
                         qw + (out_w + tw - 2) * stride + 1, x.shape[3]),
                        (1, stride, stride, 1))
-      part = valid_conv(part, sub)
+      part = conv(part, sub)
       total = part if total is None else total + part
   return total
 
@@ -193,5 +222,72 @@ def conv2d(x, w, stride: int = 1, padding=((0, 0), (0, 0)), lhs_dilation=(1, 1))
       raise ValueError(f'transposed convolution needs equal factors, got {lhs_dilation}.')
     return transposed_conv(x, w, padding, lhs_dilation[0])
   if stride == 1:
-    return _native_conv(x, w, 1, padding)
+    return valid_conv(_pad_hw(x, *padding), w)
   return strided_conv(_pad_hw(x, *padding), w, stride)
+
+
+
+def depthwise_conv2d(x, w, stride: int = 1, padding=((0, 0), (0, 0))):
+  """NHWC depthwise correlation, w [kh, kw, 1, C] (HWIO with feature_group_count = C), with
+  padding ((top, bottom), (left, right)) and a stride: `lax.conv_general_dilated` on GPU/TPU; on
+  the CPU `valid_depthwise` pieces (polyphase components for a stride, as `strided_conv`)."""
+  kh, kw, multiplier, channels = w.shape
+  if multiplier != 1 or channels != x.shape[3]:
+    raise ValueError(f'depthwise_conv2d needs a [kh, kw, 1, {x.shape[3]}] weight, got {w.shape}.')
+  if not use_polyphase():
+    return lax.conv_general_dilated(x, w.astype(x.dtype), (stride, stride), padding,
+                                    dimension_numbers=_NHWC, feature_group_count=channels)
+  x = _pad_hw(x, *padding)
+  if stride == 1:
+    return valid_depthwise(x, w)
+  return strided_conv(x, w, stride, valid_depthwise)
+
+
+def valid_depthwise(x, w):
+  """y[n, h, w, c] = sum_{a, b} x[n, h + a, w + b, c] * w[a, b, 0, c]: the sum of the kh*kw
+  shifted slices of x, each scaled per channel (accumulated in float32 at least). Its input
+  gradient is `valid_depthwise` again (the padded cotangent, the flipped kernel), so every order
+  of derivative stays on this form. Inputs and cotangents are materialised first
+  (optimization_barrier): XLA would otherwise fuse their producers into each of the kh*kw slices,
+  and a backward pass recomputed the forward's taps kh*kw times (a 56x56x144 block's input
+  gradient: 345 ms instead of ~60)."""
+  return _valid_depthwise(*_same_vma(x, w))
+
+
+def _shift_sum(x, w):
+  kh, kw = w.shape[0], w.shape[1]
+  acc = jnp.promote_types(x.dtype, jnp.float32)
+  xa, wa = lax.optimization_barrier(x).astype(acc), w.astype(acc)
+  out_h, out_w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+  total = None
+  for a in range(kh):
+    for b in range(kw):
+      part = xa[:, a:a + out_h, b:b + out_w] * wa[a, b, 0]
+      total = part if total is None else total + part
+  return total.astype(x.dtype)
+
+
+@jax.custom_vjp
+def _valid_depthwise(x, w):
+  return _shift_sum(x, w)
+
+
+def _valid_depthwise_fwd(x, w):
+  return _valid_depthwise(x, w), (x, w)
+
+
+def _valid_depthwise_bwd(res, dy):
+  x, w = res
+  kh, kw = w.shape[0], w.shape[1]
+  dy = lax.optimization_barrier(dy)
+  dx = valid_depthwise(_pad_hw(dy, (kh - 1, kh - 1), (kw - 1, kw - 1)), w[::-1, ::-1])
+  out_h, out_w = dy.shape[1], dy.shape[2]
+  acc = jnp.promote_types(dy.dtype, jnp.float32)
+  xa, dya = x.astype(acc), dy.astype(acc)
+  taps = [[jnp.sum(xa[:, a:a + out_h, b:b + out_w] * dya, axis=(0, 1, 2)) for b in range(kw)]
+          for a in range(kh)]
+  dw = jnp.stack([jnp.stack(row) for row in taps])[:, :, None, :]
+  return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_valid_depthwise.defvjp(_valid_depthwise_fwd, _valid_depthwise_bwd)

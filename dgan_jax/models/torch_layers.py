@@ -39,13 +39,15 @@ def uniform_init(fan_in: int):
 def conv2d(x, w, stride: int = 1, padding=((0, 0), (0, 0)), groups: int = 1):
   """NHWC x HWIO ([kh, kw, in/groups, out]) cross-correlation, as torch's F.conv2d.
 
-  `padding` is ((top, bottom), (left, right)). Dense convolutions go through `models/conv.py`
-  (XLA:CPU's fast path); grouped ones call `lax.conv_general_dilated` directly.
+  `padding` is ((top, bottom), (left, right)). Dense and depthwise convolutions go through
+  `models/conv.py` (XLA:CPU's fast paths); other grouped ones call `lax.conv_general_dilated`.
   """
   padding = tuple(tuple(p) for p in padding)
   w = w.astype(x.dtype)
   if groups == 1:
     return fast_conv.conv2d(x, w, stride=stride, padding=padding)
+  if groups == x.shape[3] == w.shape[3] and w.shape[2] == 1:
+    return fast_conv.depthwise_conv2d(x, w, stride=stride, padding=padding)
   return jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
                                       feature_group_count=groups)

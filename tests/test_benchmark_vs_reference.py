@@ -1,0 +1,83 @@
+"""benchmarks/vs_reference.py: its settings and checks (fast), and a tiny side-by-side run of the
+projected family against the reference's code (slow; needs torch, timm and the mirror)."""
+import importlib.util
+import math
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'benchmarks'))
+import vs_reference  # noqa: E402  pylint: disable=wrong-import-position
+
+import reference_code  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def test_projected_config_is_the_variant_with_a_random_backbone():
+  small = vs_reference.make_config('projected', 'small', None)
+  assert (small.train.batch_size, small.train.batch_gpu) == (16, 8)
+  assert small.model.projected.ngf == 16
+  full = vs_reference.make_config('projected', '', None)
+  assert (full.train.batch_size, full.train.batch_gpu) == (64, 16)
+  assert full.model.projected.ngf == 128
+  for config in (small, full):
+    assert config.model.projected.backbone == 'random'
+    assert not vs_reference.has_lazy_r1(config)
+  assert vs_reference.make_config('projected', 'small', 4).train.batch_gpu == 4
+  assert vs_reference.make_config('projected', 'small', 32).train.batch_gpu == 8
+
+
+def test_stylegan2_config_keeps_its_defaults():
+  config = vs_reference.make_config('stylegan2', 'small', None)
+  assert config.train.batch_size == 32
+  assert config.model.mixed_precision == 'float32'
+  assert vs_reference.has_lazy_r1(config)
+
+
+@pytest.mark.parametrize('family,variant,batch,message', [
+    ('projected', 'small', 12, r'--batch=12 is not a multiple of the sub-batch \(batch_gpu 8\)'),
+    ('projected', 'tiny', None, r"--variant='tiny'.*Unknown or conflicting variant"),
+    ('projected', 'small', 0, r'--batch=0 must be >= 1'),
+    ('dcgan', 'small', None, r"--family='dcgan' is unknown"),
+])
+def test_bad_settings_name_the_fix(family, variant, batch, message):
+  with pytest.raises(SystemExit, match=message):
+    vs_reference.make_config(family, variant, batch)
+
+
+@pytest.mark.parametrize('argv,message', [(['--family=dcgan'], "invalid choice: 'dcgan'"),
+                                          (['--rounds=0'], '--rounds=0'),
+                                          (['--steps=0'], '--steps=0')])
+def test_bad_arguments_are_refused(argv, message, capsys):
+  with pytest.raises(SystemExit):
+    vs_reference.parse_args(argv)
+  assert message in capsys.readouterr().err
+
+
+def test_time_round_amortises_r1_only_when_the_family_has_it(monkeypatch):
+  """Plain iterations take 2, 3, 10 s and the R1 one 18 s on a fake clock: the round is their
+  median (3 s), or (15 x 3 + 18) / 16 with the lazy R1."""
+  clock = {'t': 0.0}
+  plain = iter([2.0, 3.0, 10.0, 2.0, 3.0, 10.0])
+  monkeypatch.setattr(vs_reference.time, 'perf_counter', lambda: clock['t'])
+
+  def iteration(with_r1):
+    clock['t'] += 18.0 if with_r1 else next(plain)
+  assert vs_reference.time_round(iteration, 3, lazy_r1=False) == 3.0
+  assert vs_reference.time_round(iteration, 3, lazy_r1=True) == pytest.approx((15 * 3 + 18) / 16)
+
+
+@pytest.mark.slow
+def test_projected_side_by_side_runs():
+  """One round of one iteration each at batch 2 (smoke widths): both sides train and report."""
+  pytest.importorskip('torch')
+  if importlib.util.find_spec('timm') is None:   # imported later, torchvision's ops stubbed first
+    pytest.skip('timm is not installed')
+  if not reference_code.available():
+    pytest.skip(f'reference mirror {reference_code.REFERENCE_MIRROR} not found')
+  out = vs_reference.main(['--family=projected', '--variant=smoke', '--batch=2', '--rounds=1',
+                           '--steps=1'])
+  assert len(out['ratios']) == 1
+  for key in ('reference_s_per_kimg', 'ours_s_per_kimg'):
+    assert math.isfinite(out[key]) and out[key] > 0
+  assert not hasattr(vs_reference.np, 'int')       # the reference's patches are undone
