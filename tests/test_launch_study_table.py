@@ -48,3 +48,26 @@ def test_score_gap_plot_smooths_each_run_and_skips_empty_ones(tmp_path, capsys):
   module.main([str(out), f'A={run}', f'B={tmp_path / "absent"}'])
   assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   assert 'no scores logged' in capsys.readouterr().err
+
+
+def test_grid_strip_puts_reals_and_newest_fakes_side_by_side(tmp_path):
+  import numpy as np
+  import pytest
+  from PIL import Image
+  spec = importlib.util.spec_from_file_location('grid_strip', LAUNCH / 'grid_strip.py')
+  grid_strip = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(grid_strip)
+  run = tmp_path / 'run'
+  run.mkdir()
+  Image.new('RGB', (96, 96), (255, 0, 0)).save(tmp_path / 'reals.png')
+  Image.new('RGB', (96, 96), (0, 0, 255)).save(run / 'fakes000001.png')
+  Image.new('RGB', (96, 96), (0, 255, 0)).save(run / 'fakes000002.png')   # the newest
+  out = tmp_path / 'strip.png'
+  grid_strip.main([str(out), str(tmp_path / 'reals.png'), f'GAN={run}', '--rows=2', '--tile=32'])
+  image = np.asarray(Image.open(out))
+  assert image.shape == (64 + grid_strip.LABEL_HEIGHT, 2 * 64 + 6, 3)
+  assert tuple(image[40, 10]) == (255, 0, 0) and tuple(image[40, 64 + 6 + 10]) == (0, 255, 0)
+  with pytest.raises(SystemExit, match='smaller than'):
+    grid_strip.main([str(out), str(tmp_path / 'reals.png'), '--rows=4'])
+  with pytest.raises(SystemExit, match='no fakes'):
+    grid_strip.main([str(out), f'X={tmp_path}'])
