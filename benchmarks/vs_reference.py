@@ -103,7 +103,8 @@ def make_config(family: str, variant: str, batch: int | None):
 
 
 def has_lazy_r1(config) -> bool:
-  return config.model.get('family', 'stylegan2') != 'projected'
+  """Whether the config has the lazy R1 phase (Diffusion-StyleGAN2; the projected family has none)."""
+  return config.loss.r1_gamma > 0
 
 
 # --- Ours ------------------------------------------------------------------------------------------
@@ -151,7 +152,7 @@ def _reference_code(mirror: str | None):
 
 def reference(config, mirror: str | None):
   """The reference's iteration for the config's family (see the module docstring)."""
-  if has_lazy_r1(config):
+  if config.model.family == 'stylegan2':
     return reference_stylegan2(config, mirror)
   return reference_projected(config, mirror)
 

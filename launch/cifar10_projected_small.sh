@@ -8,16 +8,16 @@ set -euo pipefail
 runs=${1:-runs}
 kimg=${2:-2}
 data=${DATA:-../shared/data/cifar10/train.zip}
+run="$runs/cifar10_pg_small"
 python -m dgan_jax.main --config=configs/cifar10_projected.py:small \
-  --workdir="$runs/cifar10_pg_small" --config.data.path="$data" --config.train.total_kimg="$kimg"
-python - "$runs/cifar10_pg_small" <<'PY'
+  --workdir="$run" --config.data.path="$data" --config.train.total_kimg="$kimg"
+python - "$run" <<'PY'
 import json, pathlib, sys
 run = pathlib.Path(sys.argv[1])
 rows = json.loads((run / 'diffusion_history.json').read_text())
 for row in rows[:: max(len(rows) // 10, 1)] + rows[-1:]:
     print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
 PY
-run="$runs/cifar10_pg_small"
 panels=("$run/reals.png")
 for grid in "$run"/fakes*.png; do
   kimg_done=${grid##*fakes}

@@ -226,7 +226,6 @@ def conv2d(x, w, stride: int = 1, padding=((0, 0), (0, 0)), lhs_dilation=(1, 1))
   return strided_conv(_pad_hw(x, *padding), w, stride)
 
 
-
 def depthwise_conv2d(x, w, stride: int = 1, padding=((0, 0), (0, 0))):
   """NHWC depthwise correlation, w [kh, kw, 1, C] (HWIO with feature_group_count = C), with
   padding ((top, bottom), (left, right)) and a stride: `lax.conv_general_dilated` on GPU/TPU; on
