@@ -3,7 +3,9 @@
 # subset; the metrics' real side is the full training set), the reduced-width StyleGAN2 preset
 # (configs/cifar10.py `:small`): StyleGAN2, Diffusion-StyleGAN2, StyleGAN2 + ADA, StyleGAN2 +
 # DiffAugment; same steps and seeds. Prints fd10k-clf, kid10k-clf and D's real/fake score gap
-# early and late (D overfitting; launch/study_table.py). Trains the offline classifier if absent.
+# early and late (D overfitting; launch/study_table.py), then draws the first seed's last G_ema grids
+# ($runs/grids_seed<S>.png, launch/grid_strip.py) and D's score gap over training
+# ($runs/score_gap_seed<S>.png, launch/score_gap_plot.py). Trains the offline classifier if absent.
 #
 #   bash launch/study_limited_data.sh [runs_dir] [seeds]
 #   env: DATA (train zip), CLF (classifier file), STEPS (steps per run), MAX_IMAGES (5000),
@@ -26,7 +28,10 @@ if [ ! -f "$clf" ]; then
 fi
 declare -A labels=([stylegan2]="StyleGAN2" [diffusion]="Diffusion-StyleGAN2"
                    [stylegan2_ada]="StyleGAN2 + ADA" [stylegan2_diffaug]="StyleGAN2 + DiffAugment")
+first_seed=${seeds%% *}
 table=()
+panels=()
+gaps=()
 for row in ${ROWS:-stylegan2 diffusion stylegan2_ada stylegan2_diffaug}; do
   dirs=""
   for seed in $seeds; do
@@ -39,7 +44,13 @@ for row in ${ROWS:-stylegan2 diffusion stylegan2_ada stylegan2_diffaug}; do
       --config.eval.clf_path="$clf"
     echo "$workdir: $((SECONDS - start)) s" | tee -a "$runs/times.txt"
     dirs="$dirs,$workdir"
+    if [ "$seed" = "$first_seed" ]; then
+      panels+=("${labels[$row]}=$workdir")
+      gaps+=("${labels[$row]}=$workdir")
+    fi
   done
   table+=("${labels[$row]}=${dirs#,}")
 done
 python launch/study_table.py "${table[@]}" | tee "$runs/table.md"
+python launch/grid_strip.py "$runs/grids_seed$first_seed.png" "$runs/${row}_n${max_images}_seed$first_seed/reals.png" "${panels[@]}"
+python launch/score_gap_plot.py "$runs/score_gap_seed$first_seed.png" "${gaps[@]}"
