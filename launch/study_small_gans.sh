@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 13, study 1: DCGAN vs Diffusion-DCGAN and SNGAN vs Diffusion-SNGAN on full CIFAR-10, at the
 # CPU width (`:small`, 1/4 channels), same steps and seeds per pair; then prints the table
-# (fd10k-clf, kid10k-clf; launch/study_table.py). Trains the offline classifier first if absent.
+# (fd10k-clf, kid10k-clf; launch/study_table.py) and draws each pair's last G_ema grids for the first
+# seed ($runs/grids_<family>_seed<S>.png, launch/grid_strip.py; each Diffusion- run also writes its
+# T trajectory, diffusion_trajectory.png). Trains the offline classifier first if absent.
 #
 #   bash launch/study_small_gans.sh [runs_dir] [seeds]
 #   env: DATA (train zip), CLF (classifier file), STEPS_DCGAN, STEPS_SNGAN (D steps per run),
@@ -22,8 +24,10 @@ mkdir -p "$runs"
 if [ ! -f "$clf" ]; then
   python -m dgan_jax.metrics.train_classifier --data="$data" --out="$clf"
 fi
+first_seed=${seeds%% *}
 table=()
 for family in ${FAMILIES:-dcgan sngan}; do
+  panels=()
   for variant in small diffusion,small; do
     label=$([ "$variant" = small ] && echo "${family^^}" || echo "Diffusion-${family^^}")
     dirs=""
@@ -36,8 +40,11 @@ for family in ${FAMILIES:-dcgan sngan}; do
         --config.eval.metrics=fd10k-clf,kid10k-clf --config.eval.clf_path="$clf"
       echo "$workdir: $((SECONDS - start)) s" | tee -a "$runs/times.txt"
       dirs="$dirs,$workdir"
+      if [ "$seed" = "$first_seed" ]; then panels+=("$label=$workdir"); fi
     done
     table+=("$label=${dirs#,}")
   done
+  python launch/grid_strip.py "$runs/grids_${family}_seed$first_seed.png" \
+    "$runs/${family}_small_seed$first_seed/reals.png" "${panels[@]}"
 done
 python launch/study_table.py "${table[@]}" | tee "$runs/table.md"
