@@ -30,8 +30,7 @@ declare -A labels=([stylegan2]="StyleGAN2" [diffusion]="Diffusion-StyleGAN2"
                    [stylegan2_ada]="StyleGAN2 + ADA" [stylegan2_diffaug]="StyleGAN2 + DiffAugment")
 first_seed=${seeds%% *}
 table=()
-panels=()
-gaps=()
+first_runs=()
 for row in ${ROWS:-stylegan2 diffusion stylegan2_ada stylegan2_diffaug}; do
   dirs=""
   for seed in $seeds; do
@@ -44,13 +43,10 @@ for row in ${ROWS:-stylegan2 diffusion stylegan2_ada stylegan2_diffaug}; do
       --config.eval.clf_path="$clf"
     echo "$workdir: $((SECONDS - start)) s" | tee -a "$runs/times.txt"
     dirs="$dirs,$workdir"
-    if [ "$seed" = "$first_seed" ]; then
-      panels+=("${labels[$row]}=$workdir")
-      gaps+=("${labels[$row]}=$workdir")
-    fi
+    if [ "$seed" = "$first_seed" ]; then first_runs+=("${labels[$row]}=$workdir"); reals="$workdir/reals.png"; fi
   done
   table+=("${labels[$row]}=${dirs#,}")
 done
 python launch/study_table.py "${table[@]}" | tee "$runs/table.md"
-python launch/grid_strip.py "$runs/grids_seed$first_seed.png" "$runs/${row}_n${max_images}_seed$first_seed/reals.png" "${panels[@]}"
-python launch/score_gap_plot.py "$runs/score_gap_seed$first_seed.png" "${gaps[@]}"
+python launch/grid_strip.py "$runs/grids_seed$first_seed.png" "$reals" "${first_runs[@]}"
+python launch/score_gap_plot.py "$runs/score_gap_seed$first_seed.png" "${first_runs[@]}"
