@@ -4,6 +4,11 @@ benchmarks/device_check.sh, which also copies the data; read that script's heade
 Sections, each written to the JSON as soon as it is measured (a section that fails records its
 error and the next one runs; a time limit still leaves the finished ones):
   devices     backend, device kinds and count, JAX version;
+  vs_reference_projected, vs_reference_stylegan2
+              benchmarks/vs_reference.py in this process: ours against the authors' PyTorch code
+              (on the GPU when there is one), the paper's projected config at batch 64 and the full
+              cifar preset at batch 32, float32 both sides: s/kimg each and the ratio; needs torch,
+              timm and the reference (device_check.sh passes a tar of it, see there);
   train_*     benchmarks/train_throughput.py's full cifar step at batch 64 and 32, mixed (auto)
               and float32 (images/s, s/kimg, compile time, memory), one section each; the mixed
               batch-64 one first, the others last (each compiles two programs);
@@ -85,6 +90,24 @@ def models(quick: bool) -> dict:
   return model_throughput.measure(batch=16 if quick else 64, iters=2 if quick else 10, smoke=quick)
 
 
+def side_by_side(quick: bool, family: str) -> dict:
+  """benchmarks/vs_reference.py: ours against the authors' PyTorch code in this process, the
+  reference on the GPU when JAX has one (float32 both; the full preset / paper config)."""
+  import vs_reference  # pylint: disable=import-outside-toplevel
+  torch_device = 'cuda' if jax.default_backend() == 'gpu' else 'cpu'
+  argv = [f'--family={family}', f'--torch-device={torch_device}']
+  if quick:
+    # The smallest variants each family's comparison accepts (stylegan2's needs the lazy R1).
+    argv += [f'--variant={"smoke" if family == "projected" else "small"}', '--batch=2',
+             '--rounds=1', '--steps=1']
+  else:
+    argv += ['--variant=', '--rounds=3', '--steps=5']
+  try:
+    return vs_reference.main(argv)
+  except SystemExit as e:   # a missing mirror or timm: recorded as this section's error
+    raise RuntimeError(f'vs_reference {" ".join(argv)}: {e}') from None
+
+
 def inception(quick: bool) -> dict:
   import fid_throughput  # pylint: disable=import-outside-toplevel
   batch, count = (16, 32) if quick else (500, 10_000)
@@ -113,7 +136,8 @@ def cifar_run(zip_path: str, seconds: float, quick: bool, workdir: pathlib.Path)
           '--config.eval.metrics=']
   t0 = time.time()
   proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                              [str(REPO)] + [p for p in [os.environ.get('PYTHONPATH')] if p])))
   lines = []   # (arrival time, line)
 
   def echo():   # Keeps the output (and shows it) while the main thread watches the clock.
@@ -173,7 +197,10 @@ def main():
   args = parser.parse_args()
   report = Report(pathlib.Path(args.out), args.quick)
   run_dir = REPO / '.device_data' / f'run-{int(time.time())}'
-  sections = {'devices': (devices,), 'train_auto_64': (train, args.quick, 'auto', 64),
+  sections = {'devices': (devices,),
+              'vs_reference_projected': (side_by_side, args.quick, 'projected'),
+              'train_auto_64': (train, args.quick, 'auto', 64),
+              'vs_reference_stylegan2': (side_by_side, args.quick, 'stylegan2'),
               'inception': (inception, args.quick),
               'cifar_run': (cifar_run, args.data, args.run_seconds, args.quick, run_dir),
               'models': (models, args.quick),
@@ -183,7 +210,11 @@ def main():
   if args.quick:   # On a CPU 'auto' is float32 and every setting compiles for minutes: one.
     for name in ('train_auto_32', 'train_float32_64', 'train_float32_32'):
       del sections[name]
-  for name in args.sections.split(',') if args.sections else sections:
+  names = args.sections.split(',') if args.sections else list(sections)
+  unknown = [name for name in names if name not in sections]
+  if unknown:
+    parser.error(f'--sections: unknown {unknown}; choose from {list(sections)}')
+  for name in names:
     report.section(name, *sections[name])
   report.data['goals'] = 'not evaluated (--quick)' if args.quick else goals(report.data)
   report.write()

@@ -2,13 +2,20 @@
 
   python benchmarks/vs_reference.py [--family=stylegan2|projected] [--reference=MIRROR]
                                     [--variant=small] [--batch=N] [--rounds=3] [--steps=3]
-                                    [--torch-threads=N]
+                                    [--torch-threads=N] [--torch-device=cpu|cuda]
 
 Both sides train the same CIFAR-10 networks at the same batch on random images, in one process,
 alternately: reference, ours, reference, ours, ... (`--rounds` of each), so load from other
 processes hits both alike. Excluded on both sides: compiling / the first (warm-up) iteration,
 and the loop's maintenance (data loading, ticks, snapshots, metrics). Prints each side's median
 s/kimg and the ratio reference / ours (median and range over the rounds).
+
+--torch-device=cuda runs the reference on the GPU beside ours (JAX's default device), waiting for
+its queued work at the end of each iteration; benchmarks/device_check.sh runs both families so.
+On CUDA the reference's stylegan2 ops (bias_act, upfirdn2d) are its own CUDA kernels, built on
+first use: torch 2 no longer lists the built module where the reference's `custom_ops` imports it
+from, so this script registers it (in this process, the files untouched); without that the
+reference would fall back to its plain-torch ops. The printed setup names the ops that loaded.
 
 --family=stylegan2 (default): Diffusion-StyleGAN2, configs/cifar10.py with --variant ('' = the
 full cifar preset), batch 32 by default. A round times `--steps` plain iterations and one
@@ -150,14 +157,52 @@ def _reference_code(mirror: str | None):
   return reference_code
 
 
-def reference(config, mirror: str | None):
+def reference(config, mirror: str | None, torch_device: str = 'cpu'):
   """The reference's iteration for the config's family (see the module docstring)."""
   if config.model.family == 'stylegan2':
-    return reference_stylegan2(config, mirror)
-  return reference_projected(config, mirror)
+    return reference_stylegan2(config, mirror, torch_device)
+  return reference_projected(config, mirror, torch_device)
 
 
-def reference_stylegan2(config, mirror: str | None):
+def _torch_device(name: str):
+  """(torch device, function that waits for its queued work): the timings need the wait on CUDA."""
+  import torch  # pylint: disable=import-outside-toplevel
+  dev = torch.device(name)
+  if dev.type == 'cuda':
+    if not torch.cuda.is_available():
+      raise SystemExit(f'--torch-device={name}: torch sees no CUDA device; use --torch-device=cpu.')
+    return dev, lambda: torch.cuda.synchronize(dev)
+  return dev, lambda: None
+
+
+@contextlib.contextmanager
+def _plugins_importable():
+  """The reference's `custom_ops.get_plugin` builds its CUDA ops (bias_act, upfirdn2d) with
+  `torch.utils.cpp_extension.load` and then imports them by name; torch 2 no longer puts the built
+  module in sys.modules, so that import fails and the reference silently falls back to its slow
+  plain-torch ops. While this is open the loaded module is registered under its name (this process
+  only; the files untouched), so the reference runs with its own CUDA kernels, as its authors ran it."""
+  from torch.utils import cpp_extension  # pylint: disable=import-outside-toplevel
+  load = cpp_extension.load
+
+  def registering_load(name, *args, **kwargs):
+    module = load(name, *args, **kwargs)
+    sys.modules.setdefault(name, module)
+    return module
+  cpp_extension.load = registering_load
+  try:
+    yield
+  finally:
+    cpp_extension.load = load
+
+
+def cuda_plugins() -> str:
+  """Which of the reference's CUDA ops are loaded (after its first iteration)."""
+  loaded = [name for name in ('bias_act_plugin', 'upfirdn2d_plugin') if name in sys.modules]
+  return ', '.join(loaded) if loaded else 'none (plain-torch fallback)'
+
+
+def reference_stylegan2(config, mirror: str | None, torch_device: str = 'cpu'):
   """Diffusion-StyleGAN2's iteration with the reference's classes."""
   import torch  # pylint: disable=import-outside-toplevel
   reference_code = _reference_code(mirror)
@@ -172,7 +217,9 @@ def reference_stylegan2(config, mirror: str | None):
   from training import networks  # pylint: disable=import-outside-toplevel
 
   torch.manual_seed(0)
-  dev = torch.device('cpu')
+  dev, wait = _torch_device(torch_device)
+  if dev.type == 'cuda':
+    _KEEP.enter_context(_plugins_importable())
   g_kwargs = reference_config.generator_kwargs(config)
   d_kwargs = reference_config.discriminator_kwargs(config)
   g_kwargs['synthesis_kwargs']['num_fp16_res'] = 0   # float32, as the reference's --fp32 (and
@@ -197,8 +244,8 @@ def reference_stylegan2(config, mirror: str | None):
                            betas=[o.b1 ** ratio, o.b2 ** ratio], eps=o.eps)
     phases += [(name + 'main', module, opt, 1), (name + 'reg', module, opt, interval)]
   batch, batch_gpu, res = config.train.batch_size, config.train.batch_gpu, config.data.resolution
-  reals = torch.rand(batch, 3, res, res) * 2 - 1
-  c = torch.zeros(batch, G.c_dim)
+  reals = torch.rand(batch, 3, res, res, device=dev) * 2 - 1
+  c = torch.zeros(batch, G.c_dim, device=dev)
   ema_beta = 0.5 ** (batch / (config.train.ema_kimg * 1000))
 
   def iteration(with_r1: bool):
@@ -210,7 +257,7 @@ def reference_stylegan2(config, mirror: str | None):
         continue
       opt.zero_grad(set_to_none=True)
       module.requires_grad_(True)
-      z = torch.randn(batch, G.z_dim)
+      z = torch.randn(batch, G.z_dim, device=dev)
       rounds = batch // batch_gpu
       for i, (real, real_c, gen_z, gen_c) in enumerate(zip(
           reals.split(batch_gpu), c.split(batch_gpu), z.split(batch_gpu), c.split(batch_gpu))):
@@ -222,10 +269,11 @@ def reference_stylegan2(config, mirror: str | None):
           torch.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5, out=param.grad)
       opt.step()
     update_ema(G_ema, G, ema_beta)
-  return iteration, f'torch {torch.__version__}, {torch.get_num_threads()} threads'
+    wait()
+  return iteration, f'torch {torch.__version__} on {_device_name(dev)}'
 
 
-def reference_projected(config, mirror: str | None):
+def reference_projected(config, mirror: str | None, torch_device: str = 'cpu'):
   """Diffusion-ProjectedGAN's iteration with the reference's classes (training_loop.py's phase
   loop for 'Gboth' and 'Dmain', ProjectedGANLoss, pg_modules' networks)."""
   import torch  # pylint: disable=import-outside-toplevel
@@ -243,11 +291,12 @@ def reference_projected(config, mirror: str | None):
 
   torch.manual_seed(0)
   np.random.seed(0)
+  dev, wait = _torch_device(torch_device)
   kwargs = projected.FAMILY.export_kwargs(config, with_d=True)
-  G = util.construct_class_by_name(**kwargs['G_kwargs']).train().requires_grad_(False)
-  D = util.construct_class_by_name(**kwargs['D_kwargs']).train().requires_grad_(False)
+  G = util.construct_class_by_name(**kwargs['G_kwargs']).train().requires_grad_(False).to(dev)
+  D = util.construct_class_by_name(**kwargs['D_kwargs']).train().requires_grad_(False).to(dev)
   G_ema = copy.deepcopy(G).eval()
-  loss = ref_loss.ProjectedGANLoss(device=torch.device('cpu'), G=G, D=D, G_ema=G_ema)
+  loss = ref_loss.ProjectedGANLoss(device=dev, G=G, D=D, G_ema=G_ema)
   o = config.optim
   ratio = config.loss.r1_interval / (config.loss.r1_interval + 1)    # D_reg_interval 16
   phases = [('Gboth', G, torch.optim.Adam(G.parameters(), lr=o.g_lr, betas=[o.b1, o.b2],
@@ -255,8 +304,8 @@ def reference_projected(config, mirror: str | None):
             ('Dmain', D, torch.optim.Adam(D.parameters(), lr=o.d_lr * ratio,
                                           betas=[o.b1 ** ratio, o.b2 ** ratio], eps=o.eps))]
   batch, batch_gpu, res = config.train.batch_size, config.train.batch_gpu, config.data.resolution
-  reals = (torch.rand(batch, 3, res, res) * 2 - 1).split(batch_gpu)
-  c = torch.zeros(batch, G.c_dim).split(batch_gpu)
+  reals = (torch.rand(batch, 3, res, res, device=dev) * 2 - 1).split(batch_gpu)
+  c = torch.zeros(batch, G.c_dim, device=dev).split(batch_gpu)
   ema_beta = 0.5 ** (batch / (config.train.ema_kimg * 1000))
   progress = {'nimg': 0}
 
@@ -267,7 +316,7 @@ def reference_projected(config, mirror: str | None):
       module.requires_grad_(True)
       if name == 'Dmain':
         module.feature_network.requires_grad_(False)
-      z = torch.randn(batch, G.z_dim).split(batch_gpu)
+      z = torch.randn(batch, G.z_dim, device=dev).split(batch_gpu)
       for real, real_c, gen_z, gen_c in zip(reals, c, z, c):
         loss.accumulate_gradients(phase=name, real_img=real, real_c=real_c, gen_z=gen_z,
                                   gen_c=gen_c, gain=1, cur_nimg=progress['nimg'])
@@ -279,9 +328,16 @@ def reference_projected(config, mirror: str | None):
         param.grad = grad.reshape(param.shape)
       opt.step()
     update_ema(G_ema, G, ema_beta)
+    wait()
     progress['nimg'] += batch
-  return iteration, (f'torch {torch.__version__}, timm {timm.__version__}, '
-                     f'{torch.get_num_threads()} threads')
+  return iteration, f'torch {torch.__version__}, timm {timm.__version__} on {_device_name(dev)}'
+
+
+def _device_name(dev) -> str:
+  import torch  # pylint: disable=import-outside-toplevel
+  if dev.type == 'cuda':
+    return torch.cuda.get_device_name(dev)
+  return f'the CPU, {torch.get_num_threads()} threads'
 
 
 def update_ema(G_ema, G, beta: float) -> None:
@@ -316,7 +372,7 @@ def time_round(iteration, steps: int, lazy_r1: bool = True) -> float:
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--family', default='stylegan2', choices=FAMILIES)
-  parser.add_argument('--reference', default=None, help='the reference git mirror (bare repo)')
+  parser.add_argument('--reference', default=None, help='the reference git mirror (bare repo), or a tar of its HEAD')
   parser.add_argument('--variant', default='small',
                       help="config variant ('' = full): configs/cifar10.py or cifar10_projected.py")
   parser.add_argument('--batch', type=int, default=None,
@@ -324,6 +380,8 @@ def parse_args(argv=None):
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--steps', type=int, default=3, help='plain iterations per round')
   parser.add_argument('--torch-threads', type=int, default=0, help='0: torch default')
+  parser.add_argument('--torch-device', default='cpu',
+                      help="the reference's device: 'cpu', or 'cuda' beside ours on a GPU")
   args = parser.parse_args(argv)
   if args.rounds < 1 or args.steps < 1:
     parser.error(f'--rounds={args.rounds} and --steps={args.steps} must be >= 1.')
@@ -343,7 +401,7 @@ def run(args):
     import torch  # pylint: disable=import-outside-toplevel
     torch.set_num_threads(args.torch_threads)
   import jax  # pylint: disable=import-outside-toplevel
-  ref_iteration, ref_info = reference(config, args.reference)
+  ref_iteration, ref_info = reference(config, args.reference, args.torch_device)
   our_iteration = ours(config)
   t0 = time.perf_counter()
   for fn in (ref_iteration, our_iteration):   # warm-up: compiling (ours), first calls (both)
@@ -351,6 +409,8 @@ def run(args):
     if lazy_r1:
       fn(True)
   name = 'cifar10' if args.family == 'stylegan2' else 'cifar10_projected'
+  if args.family == 'stylegan2' and args.torch_device.startswith('cuda'):
+    ref_info += f'; its CUDA ops: {cuda_plugins()}'
   print(f'{name}:{args.variant or "full"} batch {batch} (batch_gpu {config.train.batch_gpu}); '
         f'reference: {ref_info}; ours: JAX {jax.__version__} {jax.default_backend()}, 1 device; '
         f'warm-up {time.perf_counter() - t0:.0f} s', flush=True)
@@ -365,7 +425,10 @@ def run(args):
   print(f'reference {kimg(ref_t):.1f} s/kimg, ours {kimg(our_t):.1f} s/kimg (medians of '
         f'{args.rounds} rounds); reference / ours = {np.median(ratios):.2f} '
         f'(range {min(ratios):.2f}-{max(ratios):.2f})')
-  return {'reference_s_per_kimg': kimg(ref_t), 'ours_s_per_kimg': kimg(our_t), 'ratios': ratios}
+  return {'config': f'{name}:{args.variant or "full"}', 'batch': batch, 'reference': ref_info,
+          'ours': f'JAX {jax.__version__} {jax.default_backend()}',
+          'reference_s_per_kimg': kimg(ref_t), 'ours_s_per_kimg': kimg(our_t),
+          'ratio_median': float(np.median(ratios)), 'ratios': ratios}
 
 
 if __name__ == '__main__':

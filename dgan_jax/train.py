@@ -13,10 +13,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers, periodic_actions
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dgan_jax import checkpoint, config_checks, evaluation, families, paths, plots, steps
+from dgan_jax import checkpoint, config_checks, evaluation, families, paths, plots, steps, writers
 from dgan_jax import divergence, errors, interrupts, run_files, run_guard  # [reliability]
 from dgan_jax.data.device import prefetch_to_mesh
 from dgan_jax.networks import Networks
@@ -51,14 +50,10 @@ def total_steps(config: ml_collections.ConfigDict) -> int:
 def make_writer(workdir: paths.PathLike, config: ml_collections.ConfigDict, is_main: bool):
   """TensorBoard events (main process); every scalar also logged with `train.verbose_logs`.
 
-  By default the console shows one progress line per log interval (see _print_progress), not clu's
-  per-metric log lines."""
-  if not is_main:
-    return metric_writers.MultiWriter([])
-  writers = [metric_writers.SummaryWriter(str(workdir))]
-  if config.train.get('verbose_logs', False):
-    writers.append(metric_writers.LoggingWriter())
-  return metric_writers.MultiWriter(writers)
+  By default the console shows one progress line per log interval (see _print_progress), not
+  per-metric log lines. Works without TensorFlow (dgan_jax/writers.py)."""
+  return writers.make_writer(workdir, is_main=is_main,
+                             verbose=bool(config.train.get('verbose_logs', False)))
 
 
 def kimg_to_steps(config: ml_collections.ConfigDict, kimg: float) -> int:
@@ -149,8 +144,6 @@ def _train_in_workdir(config: ml_collections.ConfigDict, family, workdir: paths.
   sample_every = kimg_to_steps(config, config.train.sample_every_kimg)
   if samples is not None and is_main and start == 0:
     samples.save_reals(family.data_iterator(config, 0))
-  report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
-                                           every_steps=config.train.log_every_steps)
   history = [h for h in _load_history(workdir) if h['step'] <= start]
   stop = interrupts.StopFlag()   # [reliability] SIGTERM and Ctrl-C
   t0, step = time.time(), start
@@ -173,7 +166,6 @@ def _train_in_workdir(config: ml_collections.ConfigDict, family, workdir: paths.
         history.append(row)
         if is_main:
           _print_progress(row, step, num_steps, clock, config)
-      report(step)
       if ckpt_every and step % ckpt_every == 0:
         ckpt.save(step, state, config)
         if is_main:

@@ -81,3 +81,51 @@ def test_projected_side_by_side_runs():
   for key in ('reference_s_per_kimg', 'ours_s_per_kimg'):
     assert math.isfinite(out[key]) and out[key] > 0
   assert not hasattr(vs_reference.np, 'int')       # the reference's patches are undone
+
+
+def test_cuda_reference_without_cuda_names_the_fix():
+  torch = pytest.importorskip('torch')
+  if torch.cuda.is_available():
+    pytest.skip('this machine has CUDA')
+  with pytest.raises(SystemExit, match='--torch-device=cpu'):
+    vs_reference._torch_device('cuda')   # pylint: disable=protected-access
+  _, wait = vs_reference._torch_device('cpu')   # pylint: disable=protected-access
+  assert wait() is None
+
+
+def test_reference_from_a_tar_equals_the_mirror(tmp_path, monkeypatch):
+  """A `git archive` tar given as the mirror (the device check carries one: no git there) yields
+  the same files as the mirror itself, and names paths it does not hold."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  if not reference_code.available() or reference_code.REFERENCE_MIRROR.is_file():
+    pytest.skip(f'reference mirror {reference_code.REFERENCE_MIRROR} not found')
+  paths = ['diffusion-projected-gan/pg_modules', 'diffusion-stylegan2/training/loss.py']
+  from_git = reference_code.extract(paths, tmp_path / 'git')
+  tar = tmp_path / 'reference.tar'
+  tar.write_bytes(subprocess.run(['git', '-C', str(reference_code.REFERENCE_MIRROR), 'archive',
+                                  'HEAD'], capture_output=True, check=True).stdout)
+  monkeypatch.setattr(reference_code, 'REFERENCE_MIRROR', tar)
+  from_tar = reference_code.extract(paths, tmp_path / 'tar')
+  files = lambda root: {p.relative_to(root): p.read_bytes() for p in root.rglob('*') if p.is_file()}
+  assert files(from_git) == files(from_tar) and len(files(from_tar)) > 5
+  with pytest.raises(FileNotFoundError, match='no-such-folder'):
+    reference_code.extract(['no-such-folder'], tmp_path / 'none')
+
+
+def test_built_plugins_become_importable_by_name(monkeypatch):
+  """The reference's custom_ops imports each op it built by name; the shim registers what
+  `cpp_extension.load` returns (torch 2 does not), and only while it is open."""
+  pytest.importorskip('torch')
+  import importlib  # pylint: disable=import-outside-toplevel
+  import types  # pylint: disable=import-outside-toplevel
+  from torch.utils import cpp_extension  # pylint: disable=import-outside-toplevel
+  built = types.ModuleType('bias_act_plugin')
+  fake_load = lambda name, **kwargs: built if name == 'bias_act_plugin' else None
+  monkeypatch.setattr(cpp_extension, 'load', fake_load)
+  monkeypatch.delitem(sys.modules, 'bias_act_plugin', raising=False)
+  assert vs_reference.cuda_plugins() == 'none (plain-torch fallback)'
+  with vs_reference._plugins_importable():   # pylint: disable=protected-access
+    assert cpp_extension.load('bias_act_plugin', sources=[]) is built
+    assert importlib.import_module('bias_act_plugin') is built
+  assert cpp_extension.load is fake_load
+  assert vs_reference.cuda_plugins() == 'bias_act_plugin'
