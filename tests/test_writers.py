@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
 
+import data_helpers
 from dgan_jax import writers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -51,33 +52,36 @@ def test_non_main_writer_writes_nothing(tmp_path, monkeypatch):
   assert not list(tmp_path.iterdir())
 
 
-def test_toy_run_without_tensorflow(tmp_path):
-  """`import tensorflow` fails in the child (as on JAX images without it): the run still trains and
-  writes TensorBoard scalars."""
-  script = textwrap.dedent(f'''
-      import importlib.abc, sys
+def test_cli_trains_from_a_zip_without_tensorflow(tmp_path):
+  """`python -m dgan_jax.main` (DCGAN smoke config, a zip dataset) in a child where `import
+  tensorflow` fails, as on JAX images without it: it trains, saves a checkpoint, and TensorBoard
+  reads its scalars and sample grid."""
+  data = data_helpers.write_dataset(tmp_path / 'rand8.zip', data_helpers.random_images(64, 8))
+  workdir = tmp_path / 'run'
+  script = textwrap.dedent('''
+      import importlib.abc, importlib.util, runpy, sys
       class NoTensorFlow(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
           if name.split('.')[0] == 'tensorflow':
-            raise ModuleNotFoundError(f'No module named {{name!r}}')
+            raise ModuleNotFoundError(f'No module named {name!r}')
       sys.meta_path.insert(0, NoTensorFlow())
-      import importlib.util
-      importlib.util.find_spec = (lambda find: lambda name, *a: None if name.split('.')[0] ==
-                                  'tensorflow' else find(name, *a))(importlib.util.find_spec)
-      import jax
-      jax.config.update('jax_num_cpu_devices', 2)
-      from configs import toy25
-      from dgan_jax import train
-      config = toy25.get_config('smoke')
-      config.train.total_steps, config.train.log_every_steps = 4, 2
-      train.train_and_evaluate(config, {str(tmp_path)!r})
-      assert 'tensorflow' not in sys.modules
-      print('trained without tensorflow')
+      find_spec = importlib.util.find_spec
+      importlib.util.find_spec = lambda name, *a: (None if name.split('.')[0] == 'tensorflow'
+                                                   else find_spec(name, *a))
+      try:
+        runpy.run_module('dgan_jax.main', run_name='__main__', alter_sys=True)
+      finally:
+        assert 'tensorflow' not in sys.modules
   ''')
-  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, '-c', script], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=600, check=False)
+  cmd = [sys.executable, '-c', script, '--config=configs/cifar10_dcgan.py:smoke',
+         f'--workdir={workdir}', f'--config.data.path={data}', '--config.data.resolution=8',
+         '--config.train.batch_gpu=16', '--config.train.log_every_steps=1']
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+                       check=False)
   assert out.returncode == 0, out.stderr[-3000:]
-  assert 'trained without tensorflow' in out.stdout
-  acc = read_events(tmp_path)
-  assert [e.step for e in acc.Scalars('loss/D')] == [2, 4]
+  assert 'step 2/2' in out.stdout
+  assert any((workdir / 'checkpoints').glob('[0-9]*'))
+  acc = read_events(workdir)
+  assert [e.step for e in acc.Scalars('loss/D')] == [1, 2]
+  assert acc.Images('samples/G_ema')
