@@ -137,7 +137,7 @@ def cifar_run(zip_path: str, seconds: float, quick: bool, workdir: pathlib.Path)
   t0 = time.time()
   proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                              [str(REPO)] + [p for p in [os.environ.get('PYTHONPATH')] if p])))
+                              filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))))
   lines = []   # (arrival time, line)
 
   def echo():   # Keeps the output (and shows it) while the main thread watches the clock.

@@ -16,6 +16,8 @@ from typing import Mapping
 
 import numpy as np
 from absl import logging
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 
 def tensorflow_available() -> bool:
@@ -41,26 +43,22 @@ def make_writer(workdir, *, is_main: bool, verbose: bool):
 
 
 class EventWriter:
-  """TensorBoard event files without TensorFlow (tensorboard's EventFileWriter and protos).
+  """TensorBoard event files without TensorFlow (tensorboard's EventFileWriter and protos, which
+  import no TensorFlow).
 
   `logdir=None` writes nothing (the writer of a process that is not the main one)."""
 
   def __init__(self, logdir: str | None, verbose: bool = False):
     self._verbose = verbose
-    self._events = None
-    if logdir is not None:
-      from tensorboard.summary.writer.event_file_writer import EventFileWriter  # pylint: disable=import-outside-toplevel
-      self._events = EventFileWriter(logdir)
+    self._events = EventFileWriter(logdir) if logdir is not None else None
 
   def _add(self, step: int, values: list) -> None:
     if self._events is None:
       return
-    from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=import-outside-toplevel
     summary = summary_pb2.Summary(value=values)
     self._events.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    from tensorboard.compat.proto import summary_pb2  # pylint: disable=import-outside-toplevel
     self._add(step, [summary_pb2.Summary.Value(tag=k, simple_value=float(v))
                      for k, v in scalars.items()])
     if self._verbose:
@@ -71,7 +69,6 @@ class EventWriter:
     if self._events is None:
       return
     from PIL import Image  # pylint: disable=import-outside-toplevel
-    from tensorboard.compat.proto import summary_pb2  # pylint: disable=import-outside-toplevel
     values = []
     for name, batch in images.items():
       pixels = np.clip(np.round(np.asarray(batch)[0] * 255), 0, 255).astype(np.uint8)

@@ -28,6 +28,10 @@ def available() -> bool:
   return REFERENCE_MIRROR.exists()
 
 
+def _under(name: str, path: str) -> bool:
+  return name == path or name.startswith(path.rstrip("/") + "/")
+
+
 def extract(paths, root=None) -> pathlib.Path:
   """`git archive` of `paths` from the mirror's HEAD into `root` (a new temp dir by default).
 
@@ -35,19 +39,16 @@ def extract(paths, root=None) -> pathlib.Path:
   for machines without git or the mirror (benchmarks/device_check.sh carries one)."""
   root = pathlib.Path(root or tempfile.mkdtemp(prefix="reference_"))
   if REFERENCE_MIRROR.is_file():
-    with tarfile.open(REFERENCE_MIRROR) as tar:
-      members = [m for m in tar.getmembers()
-                 if any(m.name == p or m.name.startswith(p.rstrip("/") + "/") for p in paths)]
-      missing = [p for p in paths if not any(m.name == p or m.name.startswith(p.rstrip("/") + "/")
-                                             for m in members)]
-      if missing:
-        raise FileNotFoundError(f"{REFERENCE_MIRROR} holds none of {missing}")
-      tar.extractall(root, members=members, filter="data")
-    return root
-  archive = subprocess.run(["git", "-C", str(REFERENCE_MIRROR), "archive", "HEAD", *paths],
-                           capture_output=True, check=True).stdout
+    archive = REFERENCE_MIRROR.read_bytes()
+  else:
+    archive = subprocess.run(["git", "-C", str(REFERENCE_MIRROR), "archive", "HEAD", *paths],
+                             capture_output=True, check=True).stdout
   with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-    tar.extractall(root, filter="data")
+    members = [m for m in tar.getmembers() if any(_under(m.name, p) for p in paths)]
+    missing = [p for p in paths if not any(_under(m.name, p) for m in members)]
+    if missing:
+      raise FileNotFoundError(f"{REFERENCE_MIRROR} holds none of {missing}")
+    tar.extractall(root, members=members, filter="data")
   return root
 
 
