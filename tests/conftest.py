@@ -6,6 +6,8 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import jax  # noqa: E402
 
+import dgan_jax  # noqa: E402,F401  (its XLA:CPU flags, before any backend starts: dgan_jax/xla_cpu.py)
+
 jax.config.update("jax_platforms", "cpu")
 jax.config.update("jax_num_cpu_devices", 8)
 

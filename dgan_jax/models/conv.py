@@ -11,14 +11,12 @@ reversal. The convolutions a GAN step needs, and their derivatives, often are no
 So on the CPU strided and transposed convolutions are sums of stride-1 convolutions over polyphase
 components, built from `valid_conv`: a stride-1 'valid' convolution whose derivatives are defined
 (custom_vjp) as `valid_conv`, `_input_grad` and `_weight_grad` again, with explicit kernel flips.
-Padded stride-1 ('same') convolutions are `valid_conv` of the padded input too: XLA's own weight
-gradient of a 3x3 convolution at 32x32x512 is a convolution with a 32x32 window, which XLA:CPU
-(its YNNPACK convolutions, JAX 0.10) runs at a quarter of the speed of `_weight_grad`'s matrix
-products; the cifar preset's plain step fell from 141 s to 54 s at batch 32 on the loaded 2-core
-CPU. (Until then 'same' convolutions stayed native, XLA's first-order transposes being faster than
-ours at the time: 1.9 s against 2.5 s forward+backward at 32x32x512.)
+Padded stride-1 ('same') convolutions are `valid_conv` of the padded input too, so that their
+weight gradients are `_weight_grad`'s (per sub-batch under vmap, never a feature-grouped
+convolution). The convolutions themselves run on XLA's Eigen kernels: dgan_jax/xla_cpu.py turns
+off YNNPACK's, which ran these unpadded ('valid') convolutions 1.2-15x slower.
 GPUs and TPUs keep the native forms throughout (`use_polyphase`).
-(Figures: benchmarks/resample_ops.py.)
+(Figures: benchmarks/resample_ops.py, benchmarks/xla_cpu_flags.py, docs/models.md.)
 
 Depthwise convolutions (one filter per channel: EfficientNet's, the separable discriminator
 blocks) are worse: XLA:CPU runs grouped convolutions on a slow generic path, the forward 10-30x
@@ -64,6 +62,13 @@ def _same_vma(*arrays):
                lax.pcast(a, tuple(sorted(axes - _varying_axes(a))), to='varying') for a in arrays)
 
 
+def _vary_like(out, *args):
+  """`out` cast to vary over the mesh axes any of `args` varies over (inside shard_map)."""
+  axes = frozenset().union(*(_varying_axes(a) for a in args))
+  missing = axes - _varying_axes(out)
+  return lax.pcast(out, tuple(sorted(missing)), to='varying') if missing else out
+
+
 def _varying_axes(a) -> frozenset:
   """The mesh axes `a` varies over inside shard_map (empty outside); JAX spells it `.vma` in
   some versions and `.manual_axis_type.varying` in others."""
@@ -98,24 +103,50 @@ def _weight_grad(x, dy):
   return _weight_grad_conv(x, dy)
 
 
-@jax.custom_batching.sequential_vmap
-def _weight_grad_conv(x, dy):
-  """`_weight_grad`'s work as one matrix product per kernel tap: w[a, b] = x[:, a:, b:]^T dy over
-  batch and pixels ([I, N*H*W] x [N*H*W, O], accumulated in float32 at least).
+# Sub-batches a mapped weight gradient is unrolled over (more: a loop, lax.map).
+_MAX_UNROLL = 16
+# Per-tap products beat XLA's weight-gradient convolution only for wide kernels on small maps.
+_TAPS_MIN_CHANNEL_PAIRS = 1 << 22      # in * out channels (2048 x 2048)
+_TAPS_MAX_PIXELS = 255                 # dy's pixels per image
 
-  As a convolution (x's channels as its batch, dy as a 32x32 kernel), XLA:CPU ran this 4x slower
-  (8x32x32x512, 3x3: 2.6 s against 0.66 s), and with dimension numbers ('CHWN', 'IHWO', 'HWNC')
-  inside a loop body 30x slower. Under vmap (the step's sub-batches) each mapped weight gradient
-  is needed separately; batching x and dy together made one feature-grouped convolution, XLA:CPU's
-  slow generic path (9 of the 11 s of the projected D phase at batch 16 in 2 sub-batches). Mapped,
-  it runs sub-batch after sub-batch (sequential_vmap: a loop)."""
+
+@jax.custom_batching.custom_vmap
+def _weight_grad_conv(x, dy):
+  """`_weight_grad`'s work for one batch, accumulated in float32 at least: XLA's own
+  weight-gradient convolution (dy as a window over x), or, for kernels with >= 2048 x 2048
+  channels on maps under 16x16, one matrix product per kernel tap, w[a, b] = x[:, a:, b:]^T dy
+  over batch and pixels ([I, N*H*W] x [N*H*W, O]). On the 2-core CPU with Eigen's convolutions
+  (dgan_jax/xla_cpu.py), native against per tap: 32x32x512 -> 512, 3x3, batch 16: 0.49 against
+  0.78 s; 56x56x64 -> 64, 2x2: 0.014 against 0.069 s; 8x8x256 -> 512, 2x2, batch 8: 3.5 against
+  6.8 ms; but 8x8x2048 -> 2048, 3x3, batch 16: 0.72 against 0.64 s.
+
+  Mapped (the step's sub-batches, vmap) each sub-batch's gradient is needed on its own: batching
+  x and dy together would make one feature-grouped convolution, XLA:CPU's slow generic path, and
+  a loop over them (sequential_vmap) runs a convolution in a loop body up to 30x slower. So the
+  mapped form is unrolled: one plain call per sub-batch (a loop beyond 16)."""
+  acc = jnp.promote_types(x.dtype, jnp.float32)
   kh, kw = x.shape[1] - dy.shape[1] + 1, x.shape[2] - dy.shape[2] + 1
   h, w = dy.shape[1], dy.shape[2]
-  acc = jnp.promote_types(x.dtype, jnp.float32)
+  if h * w > _TAPS_MAX_PIXELS or x.shape[3] * dy.shape[3] < _TAPS_MIN_CHANNEL_PAIRS:
+    # The kernel varies over x's mesh axes: else JAX casts it to, and sums its cotangent over them.
+    zeros = _vary_like(jnp.zeros((kh, kw, x.shape[3], dy.shape[3]), acc), x, dy)
+    _, transpose = jax.vjp(lambda k: _native_conv(x.astype(acc), k), zeros)
+    return transpose(dy.astype(acc))[0].astype(x.dtype)
   rows = [jnp.stack([jnp.einsum('nhwi,nhwo->io', x[:, a:a + h, b:b + w], dy,
                                 preferred_element_type=acc) for b in range(kw)])
           for a in range(kh)]
   return jnp.stack(rows).astype(x.dtype)
+
+
+@_weight_grad_conv.def_vmap
+def _weight_grad_conv_mapped(axis_size, in_batched, x, dy):
+  x_batched, dy_batched = in_batched
+
+  def one(i):
+    return _weight_grad_conv(x[i] if x_batched else x, dy[i] if dy_batched else dy)
+  if axis_size > _MAX_UNROLL:
+    return jax.lax.map(one, jnp.arange(axis_size)), True
+  return jnp.stack([one(i) for i in range(axis_size)]), True
 
 
 def _valid_conv_fwd(x, w):
