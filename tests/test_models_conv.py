@@ -43,10 +43,14 @@ def _r1_grads(fn, x, w):
   return jax.grad(penalty, argnums=(0, 1))(x, w)
 
 
-@pytest.fixture(params=['native', 'taps'])
+@pytest.fixture(params=['native', 'taps', 'loop'])
 def weight_grad_form(request, monkeypatch):
-  """Both forms of `_weight_grad_conv`: XLA's convolution, or per-tap products (which it picks
-  for kernels of >= 2048 x 2048 channels; lowered here so that small tests reach it)."""
+  """Every form of `_weight_grad_conv`: XLA's convolution or per-tap products (which it picks for
+  kernels of >= 2048 x 2048 channels), unrolled over vmapped sub-batches, and the loop of per-tap
+  products it uses for small work (the default at these test sizes). The thresholds are lowered
+  here so that small tests reach the unrolled forms."""
+  if request.param != 'loop':
+    monkeypatch.setattr(conv, '_UNROLL_MIN_MACS', 0)
   if request.param == 'taps':
     monkeypatch.setattr(conv, '_TAPS_MIN_CHANNEL_PAIRS', 1)
   return request.param
@@ -152,9 +156,9 @@ def test_depthwise_rejects_non_depthwise_weights():
 def test_vmapped_weight_gradients_are_dense_and_exact(weight_grad_form):
   """The step vmaps its networks over sub-batches with shared weights: the weight gradients of
   the custom-VJP forms must equal the native ones and compile without a feature-grouped
-  convolution (XLA:CPU's slow path) or a loop (a convolution in a loop body runs up to 30x
-  slower) for the 'same', strided, transposed and depthwise forms: one plain weight-gradient
-  convolution, or per-tap products, per sub-batch."""
+  convolution (XLA:CPU's slow path) for the 'same', strided, transposed and depthwise forms: one
+  plain weight-gradient convolution, or per-tap products, per sub-batch, unrolled (a convolution
+  in a loop body runs up to 30x slower), or a loop of per-tap products for small work."""
   rng = np.random.default_rng(3)
   x = jnp.asarray(rng.standard_normal((2, 3, 8, 8, 4)), jnp.float32)   # [sub-batches, N, H, W, C]
   w = jnp.asarray(rng.standard_normal((3, 3, 4, 4)) * 0.3, jnp.float32)
@@ -176,7 +180,8 @@ def test_vmapped_weight_gradients_are_dense_and_exact(weight_grad_form):
     grouped = [line for line in hlo.splitlines()
                if 'convolution(' in line and 'feature_group_count' in line]
     assert not grouped, (name, grouped)
-    assert ' while(' not in hlo, name
+    if name != 'depthwise':
+      assert (' while(' in hlo) == (weight_grad_form == 'loop'), name
     if name == 'same':
       # The weight gradient of a 'same' conv as XLA's convolution has an image-sized (8x8)
       # window, once per sub-batch; per tap there is none.

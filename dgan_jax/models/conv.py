@@ -14,7 +14,7 @@ components, built from `valid_conv`: a stride-1 'valid' convolution whose deriva
 Padded stride-1 ('same') convolutions are `valid_conv` of the padded input too, so that their
 weight gradients are `_weight_grad`'s (per sub-batch under vmap, never a feature-grouped
 convolution). The convolutions themselves run on XLA's Eigen kernels: dgan_jax/xla_cpu.py turns
-off YNNPACK's, which ran these unpadded ('valid') convolutions 1.2-15x slower.
+off YNNPACK's, which ran these unpadded ('valid') convolutions up to 3x slower.
 GPUs and TPUs keep the native forms throughout (`use_polyphase`).
 (Figures: benchmarks/resample_ops.py, benchmarks/xla_cpu_flags.py, docs/models.md.)
 
@@ -108,22 +108,25 @@ _MAX_UNROLL = 16
 # Per-tap products beat XLA's weight-gradient convolution only for wide kernels on small maps.
 _TAPS_MIN_CHANNEL_PAIRS = 1 << 22      # in * out channels (2048 x 2048)
 _TAPS_MAX_PIXELS = 255                 # dy's pixels per image
+# Below this many multiply-adds per sub-batch a mapped weight gradient is a loop of per-tap
+# products: unrolling costs compile time (tests, smoke runs) and saves nothing measurable.
+_UNROLL_MIN_MACS = 1 << 26
 
 
 @jax.custom_batching.custom_vmap
 def _weight_grad_conv(x, dy):
   """`_weight_grad`'s work for one batch, accumulated in float32 at least: XLA's own
   weight-gradient convolution (dy as a window over x), or, for kernels with >= 2048 x 2048
-  channels on maps under 16x16, one matrix product per kernel tap, w[a, b] = x[:, a:, b:]^T dy
-  over batch and pixels ([I, N*H*W] x [N*H*W, O]). On the 2-core CPU with Eigen's convolutions
-  (dgan_jax/xla_cpu.py), native against per tap: 32x32x512 -> 512, 3x3, batch 16: 0.49 against
-  0.78 s; 56x56x64 -> 64, 2x2: 0.014 against 0.069 s; 8x8x256 -> 512, 2x2, batch 8: 3.5 against
-  6.8 ms; but 8x8x2048 -> 2048, 3x3, batch 16: 0.72 against 0.64 s.
+  channels on maps under 16x16, the per-tap products of `_weight_grad_taps`. On the 2-core CPU
+  with Eigen's convolutions (dgan_jax/xla_cpu.py), native against per tap: 32x32x512 -> 512, 3x3,
+  batch 16: 0.49 against 0.78 s; 56x56x64 -> 64, 2x2: 0.014 against 0.069 s; 8x8x256 -> 512, 2x2,
+  batch 8: 3.5 against 6.8 ms; but 8x8x2048 -> 2048, 3x3, batch 16: 0.72 against 0.64 s.
 
   Mapped (the step's sub-batches, vmap) each sub-batch's gradient is needed on its own: batching
   x and dy together would make one feature-grouped convolution, XLA:CPU's slow generic path, and
-  a loop over them (sequential_vmap) runs a convolution in a loop body up to 30x slower. So the
-  mapped form is unrolled: one plain call per sub-batch (a loop beyond 16)."""
+  a loop over them runs a convolution in its body up to 30x slower. So the mapped form is
+  unrolled, one plain call per sub-batch; a loop of per-tap products when the work is small
+  (< 2^26 multiply-adds per sub-batch: compile time matters more there) or beyond 16 sub-batches."""
   acc = jnp.promote_types(x.dtype, jnp.float32)
   kh, kw = x.shape[1] - dy.shape[1] + 1, x.shape[2] - dy.shape[2] + 1
   h, w = dy.shape[1], dy.shape[2]
@@ -132,6 +135,15 @@ def _weight_grad_conv(x, dy):
     zeros = _vary_like(jnp.zeros((kh, kw, x.shape[3], dy.shape[3]), acc), x, dy)
     _, transpose = jax.vjp(lambda k: _native_conv(x.astype(acc), k), zeros)
     return transpose(dy.astype(acc))[0].astype(x.dtype)
+  return _weight_grad_taps(x, dy)
+
+
+def _weight_grad_taps(x, dy):
+  """w[a, b] = x[:, a:, b:]^T dy over batch and pixels: one [I, N*H*W] x [N*H*W, O] product per
+  kernel tap, accumulated in float32 at least."""
+  acc = jnp.promote_types(x.dtype, jnp.float32)
+  kh, kw = x.shape[1] - dy.shape[1] + 1, x.shape[2] - dy.shape[2] + 1
+  h, w = dy.shape[1], dy.shape[2]
   rows = [jnp.stack([jnp.einsum('nhwi,nhwo->io', x[:, a:a + h, b:b + w], dy,
                                 preferred_element_type=acc) for b in range(kw)])
           for a in range(kh)]
@@ -141,12 +153,14 @@ def _weight_grad_conv(x, dy):
 @_weight_grad_conv.def_vmap
 def _weight_grad_conv_mapped(axis_size, in_batched, x, dy):
   x_batched, dy_batched = in_batched
-
-  def one(i):
-    return _weight_grad_conv(x[i] if x_batched else x, dy[i] if dy_batched else dy)
-  if axis_size > _MAX_UNROLL:
-    return jax.lax.map(one, jnp.arange(axis_size)), True
-  return jnp.stack([one(i) for i in range(axis_size)]), True
+  pick = lambda a, batched, i: a[i] if batched else a
+  x0, dy0 = pick(x, x_batched, 0), pick(dy, dy_batched, 0)
+  macs = dy0.size * (x0.shape[1] - dy0.shape[1] + 1) * (x0.shape[2] - dy0.shape[2] + 1) * x0.shape[3]
+  if axis_size > _MAX_UNROLL or (axis_size > 1 and macs < _UNROLL_MIN_MACS):
+    return jax.lax.map(lambda i: _weight_grad_taps(pick(x, x_batched, i), pick(dy, dy_batched, i)),
+                       jnp.arange(axis_size)), True
+  return jnp.stack([_weight_grad_conv(pick(x, x_batched, i), pick(dy, dy_batched, i))
+                    for i in range(axis_size)]), True
 
 
 def _valid_conv_fwd(x, w):
