@@ -6,7 +6,7 @@ convolution has no padding of its own, which is the form most of ours take on th
 builds padded, strided and transposed convolutions from 'valid' pieces; 1x1 convolutions have no
 padding; under vmap XLA no longer folds a separate pad into the convolution). Measured with
 `python benchmarks/xla_cpu_flags.py` (docs/models.md, *XLA:CPU flags*): a 3x3 convolution
-16x34x34x512 -> 512, 1.44 s with YNNPACK against 0.48 s without; the projected family's `:small`
+16x34x34x512 -> 512, 1.43 s with YNNPACK against 0.47 s without; the projected family's `:small`
 training step 372 -> 265 s/kimg. Dots and elementwise fusions stay with YNNPACK.
 
 `apply()` appends `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution` (remove
