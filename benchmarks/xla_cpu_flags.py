@@ -54,22 +54,14 @@ def child(specs: list[str], iters: int) -> dict:
         x, w, (1, 1), ((pad, pad), (pad, pad)), dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
     out[name] = best_of(lambda: conv(x, w).block_until_ready(), iters)
   if specs:
+    import study_step_time  # pylint: disable=import-outside-toplevel
     import vs_reference  # pylint: disable=import-outside-toplevel
     for spec in specs:
-      path, _, variant = spec.partition(':')
-      config = load_config(path, variant)
+      config = study_step_time.load_config(spec)
       iteration = vs_reference.ours(config)
       seconds = best_of(lambda: iteration(False), iters)
       out[f'step {spec} (s/kimg)'] = seconds / config.train.batch_size * 1000
   return out
-
-
-def load_config(path: str, variant: str):
-  import importlib.util  # pylint: disable=import-outside-toplevel
-  spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, REPO / path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant or None)
 
 
 def main(argv=None):
@@ -82,8 +74,9 @@ def main(argv=None):
   if args.iters < 1:
     raise SystemExit(f'--iters={args.iters} must be >= 1.')
   for spec in args.steps:
-    if not (REPO / spec.partition(':')[0]).is_file():
-      raise SystemExit(f'--steps: {spec.partition(":")[0]} is not a config file under {REPO}.')
+    if not pathlib.Path(spec.partition(':')[0]).is_file():
+      raise SystemExit(f'--steps: {spec.partition(":")[0]} is not a config file (a path from '
+                       'the current folder, e.g. configs/cifar10_projected.py:small).')
   if args.child:
     print(json.dumps(child(args.steps, args.iters)))
     return None

@@ -62,13 +62,6 @@ def _same_vma(*arrays):
                lax.pcast(a, tuple(sorted(axes - _varying_axes(a))), to='varying') for a in arrays)
 
 
-def _vary_like(out, *args):
-  """`out` cast to vary over the mesh axes any of `args` varies over (inside shard_map)."""
-  axes = frozenset().union(*(_varying_axes(a) for a in args))
-  missing = axes - _varying_axes(out)
-  return lax.pcast(out, tuple(sorted(missing)), to='varying') if missing else out
-
-
 def _varying_axes(a) -> frozenset:
   """The mesh axes `a` varies over inside shard_map (empty outside); JAX spells it `.vma` in
   some versions and `.manual_axis_type.varying` in others."""
@@ -127,15 +120,15 @@ def _weight_grad_conv(x, dy):
   a loop over them runs a convolution in its body up to 30x slower. So the mapped form is
   unrolled, one plain call per sub-batch; a loop of per-tap products when the work is small
   (< 2^26 multiply-adds per sub-batch: compile time matters more there) or beyond 16 sub-batches."""
+  if (dy.shape[1] * dy.shape[2] <= _TAPS_MAX_PIXELS
+      and x.shape[3] * dy.shape[3] >= _TAPS_MIN_CHANNEL_PAIRS):
+    return _weight_grad_taps(x, dy)
   acc = jnp.promote_types(x.dtype, jnp.float32)
   kh, kw = x.shape[1] - dy.shape[1] + 1, x.shape[2] - dy.shape[2] + 1
-  h, w = dy.shape[1], dy.shape[2]
-  if h * w > _TAPS_MAX_PIXELS or x.shape[3] * dy.shape[3] < _TAPS_MIN_CHANNEL_PAIRS:
-    # The kernel varies over x's mesh axes: else JAX casts it to, and sums its cotangent over them.
-    zeros = _vary_like(jnp.zeros((kh, kw, x.shape[3], dy.shape[3]), acc), x, dy)
-    _, transpose = jax.vjp(lambda k: _native_conv(x.astype(acc), k), zeros)
-    return transpose(dy.astype(acc))[0].astype(x.dtype)
-  return _weight_grad_taps(x, dy)
+  # The kernel varies over x's mesh axes: else JAX casts it to, and sums its cotangent over them.
+  kernel = _same_vma(jnp.zeros((kh, kw, x.shape[3], dy.shape[3]), acc), x, dy)[0]
+  transpose = jax.linear_transpose(lambda k: _native_conv(x.astype(acc), k), kernel)
+  return transpose(dy.astype(acc))[0].astype(x.dtype)
 
 
 def _weight_grad_taps(x, dy):
