@@ -67,3 +67,30 @@ def test_cifar_discriminator_parameter_count(recorded, enabled):
   count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(d_params))
   assert count == meta['counts'][f'cifar_D_t{int(enabled)}']
   assert ('mapping' in d_params) == enabled
+
+
+FP16_FIXTURE = pathlib.Path(__file__).resolve().parent / 'fixtures' / 'stylegan2_fp16_reference.npz'
+FP16_SYNTH = dict(channel_base=1024, channel_max=64, num_fp16_res=2, conv_clamp=256)
+
+
+@pytest.mark.parametrize('dtype,rel_tol', [(jnp.float16, 3e-3), (jnp.bfloat16, 2e-2)])
+def test_reduced_precision_matches_recorded_reference_fp16(dtype, rel_tol):
+  """The recorded twin of test_models_vs_reference's reduced-precision check (fixture written by
+  tests/fixtures/make_stylegan2_fp16_reference.py): our float16 / bfloat16 blocks against the
+  reference's fp16 blocks, max error within 0.3% / 2% of the output scale."""
+  data = np.load(FP16_FIXTURE)
+  params, buffers = torch_names.from_torch_state_dict(state_dict(data, 'G/'), 'G')
+  g = Generator(z_dim=64, w_dim=64, **SMALL, mapping_layers=2, **FP16_SYNTH,
+                mixed_precision_dtype=dtype)
+  out = g.apply({'params': params, 'buffers': buffers}, jnp.asarray(data['g_z']),
+                jnp.zeros((4, 0)), noise_mode='const')
+  expected = data['g_out'].transpose(0, 2, 3, 1)
+  assert float(np.abs(np.asarray(out) - expected).max()) <= rel_tol * np.abs(expected).max()
+
+  params, _ = torch_names.from_torch_state_dict(state_dict(data, 'D/'), 'D')
+  d = Discriminator(**SMALL, architecture='resnet', **FP16_SYNTH, mbstd_group_size=4,
+                    mixed_precision_dtype=dtype)
+  out = d.apply({'params': params}, jnp.asarray(data['d_img'].transpose(0, 2, 3, 1)),
+                jnp.zeros((4, 0)), jnp.asarray(data['d_t']))
+  expected = data['d_out']
+  assert float(np.abs(np.asarray(out) - expected).max()) <= rel_tol * np.abs(expected).max()
